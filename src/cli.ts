@@ -1,0 +1,278 @@
+#!/usr/bin/env node
+/**
+ * The `keymailer` command. Exit codes: 0 done; 1 failed while running; 2 bad arguments;
+ * 3 bad or missing configuration.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { loadConfig, type LoadedConfig } from './config';
+import { ConfigError, coerceError } from './errors';
+import { createLogger, type Logger } from './log';
+import { buildApp, seedDemo, type App } from './main';
+import { decide, type Decision } from './pipeline';
+import { DropFolderSource } from './source/drop-folder';
+import { ImapSource } from './source/imap';
+import type { IncomingMessage, MessageHandler, MessageKey } from './types';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, config: 3 } as const;
+
+interface RunOptions {
+  config?: string;
+  once?: boolean;
+  dryRun?: boolean;
+  reprocess?: string;
+  resend?: boolean;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('keymailer')
+    .description('Turns order-notification emails into license serials, mailed to the buyer within seconds.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('run', { isDefault: true })
+    .description(
+      'Run the daemon: process every notification waiting in the mailbox (or drop folder), then keep watching.\n' +
+        'Without a config file it runs the built-in demo: drop folder data/inbox, buyer mails as files in data/outbox.',
+    )
+    .option('-c, --config <path>', 'config file (default: $KEYMAILER_CONFIG, then ./config.yaml, then the built-in demo)')
+    .option('--once', 'process what is waiting, send what is due, and exit 0')
+    .option('--dry-run', 'parse and report each waiting message as a JSON line; send, move and record nothing')
+    .addOption(
+      new Option(
+        '--reprocess <target>',
+        'run messages through again, then exit: an order id, an IMAP UID, "review" (every message in the review folder) or a path to an .eml file',
+      ),
+    )
+    .option('--resend', 'with --reprocess: mail the serial again even when the order was already mailed')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done, 1 failed while running, 2 bad arguments, 3 bad configuration.\n' +
+        'Examples:\n  keymailer --once\n  keymailer --reprocess review\n  keymailer --reprocess 8811-2046-5537 --resend\n  keymailer --dry-run --reprocess ./order.eml',
+    )
+    .action(async (options: RunOptions) => {
+      process.exitCode = await run(options);
+    });
+
+  return program;
+}
+
+function loadOrExit(configPath: string | undefined): LoadedConfig | null {
+  try {
+    return loadConfig(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`keymailer: config error: ${err.message}\n`);
+      return null;
+    }
+    throw err;
+  }
+}
+
+async function run(options: RunOptions): Promise<number> {
+  if (options.resend && !options.reprocess) {
+    process.stderr.write('keymailer: --resend only goes with --reprocess TARGET (or use `keymailer resend`)\n');
+    return EXIT.usage;
+  }
+  const loaded = loadOrExit(options.config);
+  if (!loaded) return EXIT.config;
+  const log = createLogger({ level: loaded.config.log.level, secrets: loaded.secrets, stderr: !!options.dryRun });
+  if (options.dryRun) return dryRun(loaded, log, options.reprocess);
+  if (loaded.file === null) {
+    log.info('running the built-in demo configuration (no config.yaml found)');
+    log.info('to go live: copy config.example.yaml to config.yaml, fill in IMAP, SMTP and your products, then start again');
+    seedDemo(loaded, log);
+  } else {
+    log.info('config loaded', { file: loaded.file });
+  }
+  let app: App;
+  try {
+    app = buildApp(loaded, log);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`keymailer: config error: ${err.message}\n`);
+      return EXIT.config;
+    }
+    throw err;
+  }
+  log.info('keymailer started', { source: app.source.description, delivery: app.mailer.description, database: loaded.config.database });
+  try {
+    if (options.reprocess) return await reprocess(app, options.reprocess, !!options.resend);
+    if (options.once) {
+      await app.source.drain(app.pipeline.handle);
+      await app.outbox.kick();
+      return EXIT.ok;
+    }
+    return await daemon(app);
+  } catch (err) {
+    log.error('keymailer stopped on an error', { reason: coerceError(err).message });
+    return EXIT.failed;
+  } finally {
+    await app.stop();
+  }
+}
+
+/** Runs until SIGINT or SIGTERM: the first finishes the message in hand and exits 0, a second forces. */
+async function daemon(app: App): Promise<number> {
+  const stopped = new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        app.log.warn('second signal: exiting now', { signal });
+        process.exit(EXIT.failed);
+      }
+      app.log.info('stopping: finishing the message in hand', { signal });
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await app.source.start(app.pipeline.handle);
+  void app.outbox.kick();
+  app.log.info('watching for notifications', { source: app.source.description });
+  process.send?.('ready');
+  await stopped;
+  await app.stop();
+  app.log.info('keymailer stopped');
+  return EXIT.ok;
+}
+
+async function reprocess(app: App, target: string, resend: boolean): Promise<number> {
+  const handle: MessageHandler = (m) => app.pipeline.process(m.key, m.raw, { force: true, resend });
+  let count = 0;
+  if (target === 'review') {
+    const source = app.source;
+    if (source instanceof ImapSource) count = await source.processFolder(app.loaded.config.imap?.review ?? 'Review', handle);
+    else if (source instanceof DropFolderSource) count = await source.processReview(handle);
+  } else {
+    const messages = findMessages(app, target);
+    if (messages === null) {
+      app.log.error('nothing to reprocess: no such file, order id or message UID', { target });
+      return EXIT.failed;
+    }
+    for (const message of messages) {
+      await handle(message);
+      count++;
+    }
+  }
+  await app.outbox.kick();
+  app.log.info('reprocessing done', { target, messages: count });
+  return EXIT.ok;
+}
+
+function sha256(raw: Buffer): string {
+  return crypto.createHash('sha256').update(raw).digest('hex');
+}
+
+/** The messages a reprocess target names: a file, the messages of an order, or a recorded IMAP UID. */
+function findMessages(app: App, target: string): IncomingMessage[] | null {
+  if (target.toLowerCase().endsWith('.eml') || fs.existsSync(target)) {
+    if (!fs.existsSync(target)) return null;
+    const raw = fs.readFileSync(target);
+    return [{ key: { source: 'file', uidValidity: 0, uid: `${path.resolve(target)}:${sha256(raw).slice(0, 16)}` }, raw }];
+  }
+  const rows = new Map<number, MessageKey>();
+  for (const order of app.store.findOrders(target)) {
+    if (order.message_row === null) continue;
+    const row = app.db.prepare('SELECT source, uid_validity, uid FROM messages WHERE id = ?').get(order.message_row) as
+      | { source: string; uid_validity: number; uid: string }
+      | undefined;
+    if (row) rows.set(order.message_row, { source: row.source, uidValidity: row.uid_validity, uid: row.uid });
+  }
+  if (rows.size === 0 && /^\d+$/.test(target)) {
+    const found = app.db
+      .prepare(`SELECT id, source, uid_validity, uid FROM messages WHERE uid = ? AND source LIKE 'imap:%' ORDER BY id DESC LIMIT 1`)
+      .get(target) as { id: number; source: string; uid_validity: number; uid: string } | undefined;
+    if (found) rows.set(found.id, { source: found.source, uidValidity: found.uid_validity, uid: found.uid });
+  }
+  if (rows.size === 0) return null;
+  return [...rows].map(([id, key]) => ({ key, raw: app.store.messageRaw(id) ?? Buffer.alloc(0) }));
+}
+
+/** Prints what would happen to each waiting message (or the reprocess target), touching nothing. */
+async function dryRun(loaded: LoadedConfig, log: Logger, target: string | undefined): Promise<number> {
+  const report = async (label: string, raw: Buffer): Promise<void> => {
+    const decision = await decide(raw, loaded.config.products);
+    process.stdout.write(`${JSON.stringify({ message: label, ...summarise(decision) })}\n`);
+  };
+  if (target) {
+    if (!fs.existsSync(target)) {
+      log.error('--dry-run with --reprocess takes a path to an .eml file', { target });
+      return EXIT.usage;
+    }
+    await report(target, fs.readFileSync(target));
+    return EXIT.ok;
+  }
+  const { config } = loaded;
+  if (config.imap) {
+    const { ImapFlow } = await import('imapflow');
+    const client = new ImapFlow({
+      host: config.imap.host, port: config.imap.port, secure: config.imap.secure,
+      auth: { user: config.imap.user, pass: config.imap.pass }, logger: false,
+      tls: { rejectUnauthorized: !config.imap.allowSelfSigned },
+    });
+    client.on('error', (err: unknown) => log.warn('IMAP connection error', { reason: coerceError(err).message }));
+    await client.connect();
+    try {
+      await client.mailboxOpen(config.imap.mailbox, { readOnly: true });
+      const uids = await client.search({ all: true }, { uid: true });
+      const list = Array.isArray(uids) ? uids : [];
+      const messages = list.length ? await client.fetchAll(list.join(','), { uid: true, source: true }, { uid: true }) : [];
+      for (const m of messages) if (m.source) await report(`uid ${m.uid}`, m.source);
+    } finally {
+      await client.logout().catch(() => undefined);
+    }
+  } else if (fs.existsSync(config.dropFolder)) {
+    for (const name of fs.readdirSync(config.dropFolder).filter((n) => n.endsWith('.eml')).sort()) {
+      await report(name, fs.readFileSync(path.join(config.dropFolder, name)));
+    }
+  }
+  return EXIT.ok;
+}
+
+/** The JSON shape of a decision, shared with `keymailer parse`. */
+export function summarise(decision: Decision): Record<string, unknown> {
+  return {
+    vendor: decision.vendor,
+    action: decision.action,
+    reason: decision.reason,
+    orders: decision.orders.map((o) => ({
+      orderId: o.vendorOrderId,
+      buyerName: o.buyerName,
+      buyerEmail: o.buyerEmail,
+      licenseName: o.licenseName,
+      product: o.product,
+      productCode: o.productCode,
+      quantity: o.quantity,
+      price: o.price,
+      currency: o.currency,
+      test: o.test,
+      productId: o.productId,
+    })),
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      return;
+    }
+    process.stderr.write(`keymailer: ${coerceError(err).message}\n`);
+    process.exitCode = EXIT.failed;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then(() => {
+    // Cron tasks or pooled sockets must not keep a finished command alive; the timer itself does not.
+    setTimeout(() => process.exit(), 200).unref();
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * Composition root: builds every stage from the config and wires them together. Nothing else
+ * in keymailer knows that IMAP, SQLite and SMTP exist at the same time.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT, type LoadedConfig } from './config';
+import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
+import { Renderer } from './deliver/render';
+import { coerceError } from './errors';
+import type { Logger } from './log';
+import { OutboxSender } from './outbox';
+import { Pipeline } from './pipeline';
+import { openDatabase, type Db } from './record/db';
+import { Store } from './record/store';
+import { DropFolderSource } from './source/drop-folder';
+import { ImapSource } from './source/imap';
+import type { Source } from './types';
+
+export interface App {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly db: Db;
+  readonly store: Store;
+  readonly renderer: Renderer;
+  readonly mailer: Mailer;
+  readonly outbox: OutboxSender;
+  readonly pipeline: Pipeline;
+  readonly source: Source;
+  /** Stops intake, finishes the message in hand, flushes the outbox if it can, closes everything. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export function buildApp(loaded: LoadedConfig, log: Logger): App {
+  const { config } = loaded;
+  const renderer = new Renderer(loaded.templatesDir, config.from);
+  for (const product of config.products) renderer.check(product.template);
+  const db = openDatabase(config.database);
+  const store = new Store(db);
+  const mailer = config.smtp ? smtpMailer(config.smtp) : fileMailer(config.outbox);
+  const outbox = new OutboxSender({ store, mailer, from: config.from, log });
+  const pipeline = new Pipeline({ loaded, store, renderer, log, onMailQueued: () => void outbox.kick() });
+  const source: Source = config.imap
+    ? new ImapSource(config.imap, log, config.poll)
+    : new DropFolderSource(config.dropFolder, log, config.poll);
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
+      await outbox.stop();
+      mailer.close();
+      db.close();
+    })();
+    return stopping;
+  };
+  return { loaded, log, db, store, renderer, mailer, outbox, pipeline, source, stop };
+}
+
+/** On the embedded demo, the drop folder starts with the sample notifications from examples/. */
+export function seedDemo(loaded: LoadedConfig, log: Logger): void {
+  if (loaded.file !== null || fs.existsSync(loaded.config.dropFolder)) return;
+  const examples = path.join(PROJECT_ROOT, 'examples');
+  fs.mkdirSync(loaded.config.dropFolder, { recursive: true });
+  for (const name of fs.readdirSync(examples).filter((n) => n.endsWith('.eml'))) {
+    fs.copyFileSync(path.join(examples, name), path.join(loaded.config.dropFolder, name));
+  }
+  log.info('demo: copied the sample notifications from examples/ into the drop folder', { folder: loaded.config.dropFolder });
+}

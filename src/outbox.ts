@@ -1,0 +1,106 @@
+/**
+ * Sends what the outbox table holds, oldest first, one at a time. A mail is marked sent right
+ * after the server accepted it: the one window where a crash can mean a second copy (with the
+ * same Message-ID, so the buyer's client can tell).
+ */
+import { PermanentError, coerceError } from './errors';
+import type { Logger } from './log';
+import type { Mailer } from './deliver/mailer';
+import type { Store } from './record/store';
+
+export interface OutboxOptions {
+  readonly store: Store;
+  readonly mailer: Mailer;
+  readonly from: string;
+  readonly log: Logger;
+  /** First retry delay; doubles per attempt up to maxDelayMs. */
+  readonly baseDelayMs?: number;
+  readonly maxDelayMs?: number;
+  /** A mail still unsent after this long is given up and its order sent to review. */
+  readonly giveUpAfterMs?: number;
+}
+
+export class OutboxSender {
+  private running: Promise<void> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly options: OutboxOptions) {}
+
+  /** Sends whatever is due now; calls made while a pass runs fold into one more pass. */
+  kick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = null;
+        this.schedule();
+      }
+    })();
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const { store, mailer, log } = this.options;
+    const envelopeFrom = /<([^>]+)>/.exec(this.options.from)?.[1] ?? this.options.from;
+    for (;;) {
+      if (this.stopped) return;
+      const batch = store.dueMail(50);
+      if (batch.length === 0) return;
+      for (const mail of batch) {
+        if (this.stopped) return;
+        try {
+          await mailer.send({ from: envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`);
+          store.markSent(mail);
+          log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
+        } catch (thrown) {
+          const err = coerceError(thrown);
+          const age = Date.now() - Date.parse(mail.created_at);
+          if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
+            store.markFailed(mail, err.message);
+            log.error(`${mail.kind} mail cannot be delivered: sent to review`, { to: mail.recipient, outbox: mail.id, reason: err.message });
+          } else {
+            const delay = Math.min((this.options.baseDelayMs ?? 30_000) * 2 ** mail.attempts, this.options.maxDelayMs ?? 3600_000);
+            const jittered = delay * (0.8 + Math.random() * 0.4);
+            store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());
+            log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });
+            // The server is likely down for the rest of the batch too; the timer brings us back.
+            return;
+          }
+        }
+      }
+    }
+  }
+
+  /** Wakes up when the next retry falls due. */
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.stopped) return;
+    const next = this.options.store.nextDue();
+    if (next === null) return;
+    const wait = Math.max(0, Math.min(Date.parse(next) - Date.now(), 2 ** 31 - 1));
+    this.timer = setTimeout(() => void this.kick(), wait);
+    this.timer.unref();
+  }
+
+  /** True when nothing is due or in flight. */
+  isIdle(): boolean {
+    return this.running === null && this.options.store.dueMail(1).length === 0;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+}

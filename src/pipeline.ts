@@ -1,0 +1,246 @@
+/**
+ * The one place that runs the stages in order for one message:
+ * parse → match product → make serials → render the buyer mail → record (order + outbox, one
+ * transaction). Sending happens afterwards, from the outbox (see outbox.ts).
+ */
+import crypto from 'node:crypto';
+import type { LoadedConfig, ProductConfig } from './config';
+import { coerceError } from './errors';
+import { matchProduct } from './fulfil/products';
+import { SerialError, makeSerials } from './fulfil/serial';
+import type { Logger } from './log';
+import { toNotification } from './parse/notification';
+import { PARSERS, findParser } from './parse/registry';
+import type { Renderer } from './deliver/render';
+import type { MessageState, Store } from './record/store';
+import type { IncomingMessage, MessageKey, MessageOutcome, Notification, ParsedOrder, VendorParser } from './types';
+
+export type Action = 'fulfill' | 'refund' | 'ignore' | 'review';
+
+export interface DecidedOrder extends ParsedOrder {
+  readonly orderKey: string;
+  readonly productId: string | null;
+  /** The name the serial is made for: the license name when given, else the buyer's name. */
+  readonly nameToLicense: string;
+  readonly serials: readonly string[] | null;
+  /** Why this order needs a human; null when it can be fulfilled. */
+  readonly review: string | null;
+}
+
+/** What keymailer concludes about one message, before anything is recorded or sent. */
+export interface Decision {
+  readonly vendor: string | null;
+  readonly action: Action;
+  readonly reason: string | null;
+  readonly orders: readonly DecidedOrder[];
+  readonly notification: Notification | null;
+  readonly refundOf: string | null;
+}
+
+const sha256 = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
+
+/** Parses and decides, with no side effect at all: shared by the daemon, --dry-run and `parse`. */
+export async function decide(
+  raw: Buffer,
+  products: readonly ProductConfig[],
+  parsers: readonly VendorParser[] = PARSERS,
+  today: string = new Date().toISOString().slice(0, 10),
+): Promise<Decision> {
+  const review = (reason: string, vendor: string | null = null, notification: Notification | null = null): Decision => ({
+    vendor, action: 'review', reason, orders: [], notification, refundOf: null,
+  });
+  let notification: Notification;
+  try {
+    notification = await toNotification(raw);
+  } catch (err) {
+    return review(`cannot decode the message: ${coerceError(err).message}`);
+  }
+  const parser = findParser(notification, parsers);
+  if (!parser) {
+    return review(
+      `no parser recognises this message (From: ${notification.fromAddress || 'none'}, Subject: "${notification.subject}")`,
+      null,
+      notification,
+    );
+  }
+  let result;
+  try {
+    result = parser.parse(notification);
+  } catch (err) {
+    return review(`${parser.label}: ${coerceError(err).message}`, parser.id, notification);
+  }
+  if (result.kind === 'ignore') {
+    return { vendor: parser.id, action: 'ignore', reason: result.reason, orders: [], notification, refundOf: null };
+  }
+  if (result.kind === 'refund') {
+    return { vendor: parser.id, action: 'refund', reason: result.reason, orders: [], notification, refundOf: result.vendorOrderId };
+  }
+  if (result.orders.length === 0) return review(`${parser.label}: a sale without any item`, parser.id, notification);
+  const seenKeys = new Set<string>();
+  const orders = result.orders.map((order, index): DecidedOrder => {
+    const identity =
+      order.vendorOrderId ?? `msg-${sha256(`${parser.id}|${order.buyerEmail}|${notification.messageId ?? sha256(raw)}`).slice(0, 20)}`;
+    let orderKey = `${parser.id}:${identity}:${order.product}`;
+    if (seenKeys.has(orderKey)) orderKey += `#${index + 1}`;
+    seenKeys.add(orderKey);
+    const nameToLicense = order.licenseName ?? order.buyerName;
+    const product = matchProduct(products, order.product, order.productCode);
+    const base = { ...order, orderKey, nameToLicense, productId: product?.id ?? null };
+    if (!product) {
+      const code = order.productCode ? ` (code ${order.productCode})` : '';
+      return { ...base, serials: null, review: `unknown product "${order.product}"${code}: add it to a product's match list` };
+    }
+    try {
+      const serials = makeSerials(product, {
+        name: nameToLicense,
+        email: order.buyerEmail,
+        productId: product.id,
+        orderId: order.vendorOrderId ?? orderKey,
+        quantity: order.quantity,
+        test: order.test,
+        issuedAt: today,
+      });
+      return { ...base, serials, review: null };
+    } catch (err) {
+      if (err instanceof SerialError) return { ...base, serials: null, review: err.message };
+      throw err;
+    }
+  });
+  const problems = orders.filter((o) => o.review !== null).map((o) => o.review);
+  return {
+    vendor: parser.id,
+    action: problems.length > 0 ? 'review' : 'fulfill',
+    reason: problems.length > 0 ? problems.join('; ') : null,
+    orders,
+    notification,
+    refundOf: null,
+  };
+}
+
+export interface PipelineOptions {
+  readonly loaded: LoadedConfig;
+  readonly store: Store;
+  readonly renderer: Renderer;
+  readonly log: Logger;
+  readonly parsers?: readonly VendorParser[];
+  /** Called after a commit that queued mail, so the outbox sends it at once. */
+  readonly onMailQueued?: () => void;
+}
+
+export interface HandleOptions {
+  /** Run the message through again even when it already reached a final state (--reprocess). */
+  readonly force?: boolean;
+  /** Queue another buyer mail for orders that were already fulfilled (--resend). */
+  readonly resend?: boolean;
+}
+
+export class Pipeline {
+  constructor(private readonly options: PipelineOptions) {}
+
+  /** The source's handler: resolves once the message's final state is committed. */
+  readonly handle = (message: IncomingMessage): Promise<MessageOutcome> => this.process(message.key, message.raw);
+
+  async process(key: MessageKey, raw: Buffer, handleOptions: HandleOptions = {}): Promise<MessageOutcome> {
+    const { store, log } = this.options;
+    const existing = store.findMessage(key);
+    if (existing && existing.state !== 'seen' && !handleOptions.force) {
+      // Committed before, but the move did not happen (crash or lost connection): file it, nothing else.
+      log.info('message already handled', { uid: key.uid, state: existing.state });
+      return existing.state === 'review' ? 'review' : 'processed';
+    }
+    const hash = sha256(raw);
+    let decision: Decision;
+    try {
+      decision = await decide(raw, this.options.loaded.config.products, this.options.parsers ?? PARSERS);
+    } catch (err) {
+      decision = { vendor: null, action: 'review', reason: `internal error: ${coerceError(err).message}`, orders: [], notification: null, refundOf: null };
+    }
+    const messageRow = store.recordMessage(key, raw, hash, decision.notification?.messageId ?? null);
+    let state: MessageState;
+    let reason = decision.reason;
+    switch (decision.action) {
+      case 'ignore':
+        state = 'ignored';
+        log.info('message ignored', { uid: key.uid, vendor: decision.vendor, reason });
+        break;
+      case 'refund':
+        state = 'refund';
+        log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason });
+        break;
+      default: {
+        const reviews = await this.commitOrders(decision, messageRow, key, handleOptions);
+        state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
+        if (reviews.length > 0) reason = reviews.join('; ');
+        if (decision.orders.length === 0) log.warn('message sent to review', { uid: key.uid, vendor: decision.vendor, reason });
+      }
+    }
+    store.finishMessage(messageRow, state, decision.vendor, reason);
+    return state === 'review' ? 'review' : 'processed';
+  }
+
+  /** Records each order with its buyer mail; returns the review reasons of orders that need a human. */
+  private async commitOrders(decision: Decision, messageRow: number, key: MessageKey, handleOptions: HandleOptions): Promise<string[]> {
+    const { store, renderer, log, loaded } = this.options;
+    const reviews: string[] = [];
+    let queued = false;
+    for (const order of decision.orders) {
+      const product = loaded.config.products.find((p) => p.id === order.productId);
+      const fulfil = order.review === null && order.serials !== null && product !== undefined;
+      const mail = fulfil ? await this.buyerMail(order, product, decision.vendor ?? 'unknown', order.orderKey) : null;
+      const { orderId, outcome } = store.commitOrder({
+        orderKey: order.orderKey,
+        vendor: decision.vendor ?? 'unknown',
+        vendorOrderId: order.vendorOrderId,
+        vendorProduct: order.product,
+        productId: order.productId,
+        buyerName: order.buyerName,
+        buyerEmail: order.buyerEmail,
+        licenseName: order.licenseName,
+        quantity: order.quantity,
+        price: order.price,
+        currency: order.currency,
+        test: order.test,
+        messageRow,
+        state: fulfil ? 'fulfilled' : 'review',
+        reason: order.review,
+        serials: order.serials,
+        mail: mail ? { kind: 'serial', recipient: order.buyerEmail, ...mail } : null,
+      });
+      const fields = { order: order.vendorOrderId ?? order.orderKey, uid: key.uid, vendor: decision.vendor, product: order.productId ?? order.product, buyer: order.buyerEmail };
+      if (outcome === 'duplicate') {
+        log.info('order already fulfilled: duplicate, no second mail', fields);
+        if (handleOptions.resend && product) {
+          const n = store.countResends(orderId) + 1;
+          const resend = await this.buyerMail(order, product, decision.vendor ?? 'unknown', `${order.orderKey}#resend-${n}`);
+          store.enqueue({ kind: 'resend', recipient: order.buyerEmail, ...resend }, orderId);
+          log.info('order resend queued', fields);
+          queued = true;
+        }
+      } else if (fulfil) {
+        log.info('order fulfilled', fields);
+        queued = true;
+      } else {
+        log.warn('order sent to review', { ...fields, reason: order.review });
+        reviews.push(order.review ?? 'needs review');
+      }
+    }
+    if (queued) this.options.onMailQueued?.();
+    return reviews;
+  }
+
+  private buyerMail(order: DecidedOrder, product: ProductConfig, vendor: string, identity: string): Promise<{ messageId: string; raw: Buffer }> {
+    return this.options.renderer.buildBuyerMail(
+      product.template,
+      {
+        buyer: { name: order.buyerName, email: order.buyerEmail },
+        licenseName: order.nameToLicense,
+        product: { id: product.id, name: product.name },
+        serials: order.serials ?? [],
+        quantity: order.quantity,
+        order: { id: order.vendorOrderId, vendor },
+        test: order.test,
+      },
+      identity,
+    );
+  }
+}

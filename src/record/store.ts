@@ -1,0 +1,264 @@
+/**
+ * Everything keymailer writes to SQLite goes through here. Duplicates are stopped by UNIQUE keys
+ * inside transactions, never by checks done before them.
+ */
+import type { Db } from './db';
+import type { MessageKey } from '../types';
+
+export type MessageState = 'seen' | 'fulfilled' | 'ignored' | 'refund' | 'review';
+export type OrderState = 'review' | 'fulfilled' | 'sent' | 'refunded';
+
+export interface MessageRow {
+  readonly id: number;
+  readonly source: string;
+  readonly uid_validity: number;
+  readonly uid: string;
+  readonly message_id: string | null;
+  readonly state: MessageState;
+  readonly vendor: string | null;
+  readonly reason: string | null;
+}
+
+export interface OrderRow {
+  readonly id: number;
+  readonly order_key: string;
+  readonly vendor: string;
+  readonly vendor_order_id: string | null;
+  readonly vendor_product: string;
+  readonly product_id: string | null;
+  readonly buyer_name: string;
+  readonly buyer_email: string;
+  readonly license_name: string | null;
+  readonly quantity: number;
+  readonly price: string | null;
+  readonly currency: string | null;
+  readonly test: number;
+  readonly serials: string | null;
+  readonly state: OrderState;
+  readonly reason: string | null;
+  readonly message_row: number | null;
+  readonly received_at: string;
+  readonly fulfilled_at: string | null;
+  readonly sent_at: string | null;
+}
+
+export interface OutboxRow {
+  readonly id: number;
+  readonly order_id: number | null;
+  readonly kind: string;
+  readonly message_id: string;
+  readonly recipient: string;
+  readonly raw: Buffer;
+  readonly attempts: number;
+  readonly created_at: string;
+}
+
+/** A mail to send, built completely before the transaction that records it. */
+export interface OutgoingMail {
+  readonly kind: 'serial' | 'resend' | 'alert';
+  readonly messageId: string;
+  readonly recipient: string;
+  readonly raw: Buffer;
+}
+
+export interface OrderRecord {
+  readonly orderKey: string;
+  readonly vendor: string;
+  readonly vendorOrderId: string | null;
+  readonly vendorProduct: string;
+  readonly productId: string | null;
+  readonly buyerName: string;
+  readonly buyerEmail: string;
+  readonly licenseName: string | null;
+  readonly quantity: number;
+  readonly price: string | null;
+  readonly currency: string | null;
+  readonly test: boolean;
+  readonly messageRow: number | null;
+  readonly state: 'fulfilled' | 'review';
+  readonly reason: string | null;
+  readonly serials: readonly string[] | null;
+  /** Required when state is fulfilled: the buyer mail, committed with the order. */
+  readonly mail: OutgoingMail | null;
+}
+
+/** new: first time; fulfilled-now: was in review, now fulfilled; duplicate: already fulfilled before. */
+export type CommitOutcome = 'new' | 'fulfilled-now' | 'still-review' | 'duplicate';
+
+const now = (): string => new Date().toISOString();
+
+export class Store {
+  constructor(readonly db: Db) {}
+
+  findMessage(key: MessageKey): MessageRow | undefined {
+    return this.db
+      .prepare('SELECT * FROM messages WHERE source = ? AND uid_validity = ? AND uid = ?')
+      .get(key.source, key.uidValidity, key.uid) as MessageRow | undefined;
+  }
+
+  messageRaw(id: number): Buffer | undefined {
+    const row = this.db.prepare('SELECT raw FROM messages WHERE id = ?').get(id) as { raw: Buffer } | undefined;
+    return row?.raw;
+  }
+
+  /** Records a message as seen (or finds its row again) and returns its row id. */
+  recordMessage(key: MessageKey, raw: Buffer, contentHash: string, messageId: string | null): number {
+    const at = now();
+    this.db
+      .prepare(
+        `INSERT INTO messages (source, uid_validity, uid, message_id, content_hash, state, raw, received_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'seen', ?, ?, ?) ON CONFLICT (source, uid_validity, uid) DO NOTHING`,
+      )
+      .run(key.source, key.uidValidity, key.uid, messageId, contentHash, raw, at, at);
+    const row = this.findMessage(key);
+    if (!row) throw new Error('message row vanished after insert');
+    return row.id;
+  }
+
+  finishMessage(id: number, state: MessageState, vendor: string | null, reason: string | null): void {
+    this.db
+      .prepare('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?')
+      .run(state, vendor, reason, now(), id);
+    this.event(null, id, `message ${state}`, reason);
+  }
+
+  event(orderId: number | null, messageRow: number | null, kind: string, detail: string | null): void {
+    this.db
+      .prepare('INSERT INTO events (at, order_id, message_row, kind, detail) VALUES (?, ?, ?, ?, ?)')
+      .run(now(), orderId, messageRow, kind, detail);
+  }
+
+  findOrder(orderKey: string): OrderRow | undefined {
+    return this.db.prepare('SELECT * FROM orders WHERE order_key = ?').get(orderKey) as OrderRow | undefined;
+  }
+
+  /** Orders matching what a seller types: keymailer's row id, the vendor's order id, or the buyer's email. */
+  findOrders(reference: string): OrderRow[] {
+    return this.db
+      .prepare(
+        `SELECT * FROM orders WHERE CAST(id AS TEXT) = ? OR vendor_order_id = ? OR order_key = ? OR buyer_email = lower(?)
+         ORDER BY id`,
+      )
+      .all(reference, reference, reference, reference) as OrderRow[];
+  }
+
+  listOrders(): OrderRow[] {
+    return this.db.prepare('SELECT * FROM orders ORDER BY id').all() as OrderRow[];
+  }
+
+  /**
+   * Records an order and, when fulfilled, its buyer mail, in one transaction: after a crash
+   * either both exist or neither, so the mail is sent exactly when the order is recorded.
+   */
+  commitOrder(order: OrderRecord): { orderId: number; outcome: CommitOutcome } {
+    return this.db.transaction((): { orderId: number; outcome: CommitOutcome } => {
+      const at = now();
+      const existing = this.findOrder(order.orderKey);
+      if (existing && existing.state !== 'review') {
+        this.event(existing.id, order.messageRow, 'duplicate', `already ${existing.state}`);
+        return { orderId: existing.id, outcome: 'duplicate' };
+      }
+      const serials = order.serials ? JSON.stringify(order.serials) : null;
+      const fulfilledAt = order.state === 'fulfilled' ? at : null;
+      let orderId: number;
+      if (existing) {
+        this.db
+          .prepare(
+            `UPDATE orders SET product_id = ?, license_name = ?, serials = ?, state = ?, reason = ?, message_row = ?,
+             fulfilled_at = ?, updated_at = ? WHERE id = ?`,
+          )
+          .run(order.productId, order.licenseName, serials, order.state, order.reason, order.messageRow, fulfilledAt, at, existing.id);
+        orderId = existing.id;
+      } else {
+        const result = this.db
+          .prepare(
+            `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
+             license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
+            order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
+            serials, order.state, order.reason, order.messageRow, at, fulfilledAt, at,
+          );
+        orderId = Number(result.lastInsertRowid);
+      }
+      this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason);
+      if (order.state === 'fulfilled') {
+        if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
+        this.enqueue(order.mail, orderId, at);
+        return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
+      }
+      return { orderId, outcome: existing ? 'still-review' : 'new' };
+    })();
+  }
+
+  /** Queues a mail in the outbox; a second mail with the same Message-ID is ignored. */
+  enqueue(mail: OutgoingMail, orderId: number | null, at: string = now()): void {
+    this.db
+      .prepare(
+        `INSERT INTO outbox (order_id, kind, message_id, recipient, raw, created_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING`,
+      )
+      .run(orderId, mail.kind, mail.messageId, mail.recipient, mail.raw, at, at);
+  }
+
+  countResends(orderId: number): number {
+    const row = this.db
+      .prepare(`SELECT count(*) AS n FROM outbox WHERE order_id = ? AND kind = 'resend'`)
+      .get(orderId) as { n: number };
+    return row.n;
+  }
+
+  dueMail(limit: number, at: string = now()): OutboxRow[] {
+    return this.db
+      .prepare(
+        `SELECT id, order_id, kind, message_id, recipient, raw, attempts, created_at FROM outbox
+         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?`,
+      )
+      .all(at, limit) as OutboxRow[];
+  }
+
+  /** When the next unsent mail falls due, or null when the outbox is empty. */
+  nextDue(): string | null {
+    const row = this.db
+      .prepare('SELECT min(next_attempt_at) AS at FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL')
+      .get() as { at: string | null };
+    return row.at;
+  }
+
+  /** One local write right after the server accepted: the only window for a double send. */
+  markSent(mail: OutboxRow): void {
+    const at = now();
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
+      if (mail.order_id !== null && mail.kind === 'serial') {
+        this.db
+          .prepare(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`)
+          .run(at, at, mail.order_id);
+      }
+      this.event(mail.order_id, null, `${mail.kind} mail sent`, mail.message_id);
+    })();
+  }
+
+  markRetry(mail: OutboxRow, error: string, nextAttemptAt: string): void {
+    this.db
+      .prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?')
+      .run(error, nextAttemptAt, mail.id);
+  }
+
+  markFailed(mail: OutboxRow, error: string): void {
+    const at = now();
+    this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?')
+        .run(error, at, mail.id);
+      if (mail.order_id !== null && mail.kind === 'serial') {
+        this.db
+          .prepare(`UPDATE orders SET state = 'review', reason = ?, updated_at = ? WHERE id = ?`)
+          .run(`buyer mail refused: ${error}`, at, mail.order_id);
+      }
+      this.event(mail.order_id, null, `${mail.kind} mail failed`, error);
+    })();
+  }
+}

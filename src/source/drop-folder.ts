@@ -1,0 +1,126 @@
+/**
+ * A folder of .eml files, for trying keymailer without a mail server and for sellers who export
+ * notifications by hand. Handled files move to processed/ or review/ inside the folder, only
+ * after their final state is committed.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import cron, { type ScheduledTask } from 'node-cron';
+import { coerceError } from '../errors';
+import type { Logger } from '../log';
+import type { MessageHandler, Source } from '../types';
+
+export class DropFolderSource implements Source {
+  readonly description: string;
+  private watcher: fs.FSWatcher | null = null;
+  private poll: ScheduledTask | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private debounce: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly folder: string,
+    private readonly log: Logger,
+    private readonly pollSchedule: string = '* * * * *',
+  ) {
+    this.description = `drop folder ${folder}`;
+  }
+
+  get processedFolder(): string {
+    return path.join(this.folder, 'processed');
+  }
+
+  get reviewFolder(): string {
+    return path.join(this.folder, 'review');
+  }
+
+  async start(handle: MessageHandler): Promise<void> {
+    await this.ensureFolders();
+    await this.requestPass(handle);
+    this.watcher = fs.watch(this.folder, () => {
+      // Editors and copies fire several events per file: wait for the burst to settle.
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => void this.requestPass(handle), 150);
+    });
+    this.watcher.on('error', (err) => this.log.warn('drop folder watch failed; polling continues', { reason: err.message }));
+    this.poll = cron.schedule(this.pollSchedule, () => void this.requestPass(handle), { noOverlap: true, name: 'drop-poll' });
+  }
+
+  async drain(handle: MessageHandler): Promise<void> {
+    await this.ensureFolders();
+    await this.requestPass(handle);
+  }
+
+  /** Runs the files in review/ through again; those that now succeed move to processed/. */
+  async processReview(handle: MessageHandler): Promise<number> {
+    return this.passOn(this.reviewFolder, handle, true);
+  }
+
+  private async ensureFolders(): Promise<void> {
+    for (const dir of [this.folder, this.processedFolder, this.reviewFolder]) await fs.promises.mkdir(dir, { recursive: true });
+  }
+
+  private requestPass(handle: MessageHandler): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.passOn(this.folder, handle, false);
+        } while (this.again && !this.stopped);
+      } catch (err) {
+        this.log.warn('drop folder pass interrupted; will retry', { reason: coerceError(err).message });
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  private async passOn(folder: string, handle: MessageHandler, fromReview: boolean): Promise<number> {
+    const names = (await fs.promises.readdir(folder, { withFileTypes: true }))
+      .filter((e) => e.isFile() && e.name.toLowerCase().endsWith('.eml'))
+      .map((e) => e.name)
+      .sort();
+    let handled = 0;
+    for (const name of names) {
+      if (this.stopped) break;
+      const file = path.join(folder, name);
+      let raw: Buffer;
+      try {
+        raw = await fs.promises.readFile(file);
+      } catch {
+        continue; // moved or deleted meanwhile
+      }
+      // The name alone is not an identity: a seller may drop another order.eml tomorrow.
+      const hash = crypto.createHash('sha256').update(raw).digest('hex').slice(0, 16);
+      const outcome = await handle({ key: { source: `drop:${this.folder}`, uidValidity: 0, uid: `${name}:${hash}` }, raw });
+      handled++;
+      if (fromReview && outcome === 'review') continue;
+      await moveAside(file, outcome === 'processed' ? this.processedFolder : this.reviewFolder);
+    }
+    return handled;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.poll?.stop();
+    await this.running?.catch(() => undefined);
+  }
+}
+
+/** Moves a file into a folder without overwriting a file of the same name already there. */
+async function moveAside(file: string, folder: string): Promise<void> {
+  const base = path.basename(file, '.eml');
+  let target = path.join(folder, `${base}.eml`);
+  for (let n = 2; fs.existsSync(target); n++) target = path.join(folder, `${base}-${n}.eml`);
+  await fs.promises.rename(file, target);
+}

@@ -1,0 +1,218 @@
+/**
+ * The IMAP mailbox the vendors' notifications are forwarded to, watched with IDLE (imapflow) and
+ * polled by node-cron as a fallback. A message is moved out of the mailbox only after its handler
+ * resolved, i.e. after its final state is committed.
+ *
+ * imapflow traps avoided here: the `error` listener is attached before connect(); no command is
+ * issued while a fetch() iterator is open (UIDs are collected first); a closed client is never
+ * reused, each connection gets a fresh ImapFlow object.
+ */
+import { ImapFlow } from 'imapflow';
+import cron, { type ScheduledTask } from 'node-cron';
+import { coerceError } from '../errors';
+import type { Logger } from '../log';
+import type { IncomingMessage, MessageHandler, MessageOutcome, Source } from '../types';
+import { backoffDelay } from './backoff';
+
+export interface ImapSettings {
+  readonly host: string;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly user: string;
+  readonly pass: string;
+  readonly mailbox: string;
+  readonly processed: string;
+  readonly review: string;
+  readonly allowSelfSigned: boolean;
+}
+
+/** Messages fetched per round trip: small enough to bound memory, large enough for a backlog. */
+const BATCH = 50;
+
+export class ImapSource implements Source {
+  readonly description: string;
+  private client: ImapFlow | null = null;
+  private handler: MessageHandler | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private failures = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private poll: ScheduledTask | null = null;
+
+  constructor(
+    private readonly settings: ImapSettings,
+    private readonly log: Logger,
+    private readonly pollSchedule: string = '* * * * *',
+  ) {
+    this.description = `IMAP ${settings.user}@${settings.host}:${settings.port}/${settings.mailbox}`;
+  }
+
+  async start(handle: MessageHandler): Promise<void> {
+    this.handler = handle;
+    await this.connect();
+    await this.requestPass();
+    this.poll = cron.schedule(this.pollSchedule, () => this.onPoll(), { noOverlap: true, name: 'imap-poll' });
+  }
+
+  async drain(handle: MessageHandler): Promise<void> {
+    this.handler = handle;
+    await this.connect();
+    await this.requestPass();
+  }
+
+  /** Runs `fn` on a connection to another folder of the same account (used by --reprocess review). */
+  async processFolder(folder: string, handle: MessageHandler): Promise<number> {
+    const client = await this.openClient();
+    try {
+      await client.mailboxOpen(folder);
+      return await this.passOn(client, folder, handle, (outcome) => (outcome === 'processed' ? this.settings.processed : null));
+    } finally {
+      await client.logout().catch(() => undefined);
+    }
+  }
+
+  private async openClient(): Promise<ImapFlow> {
+    const s = this.settings;
+    const client = new ImapFlow({
+      host: s.host,
+      port: s.port,
+      secure: s.secure,
+      auth: { user: s.user, pass: s.pass },
+      logger: false,
+      disableAutoIdle: true,
+      // Re-issue IDLE every few minutes: some servers and NATs drop a quiet connection silently.
+      maxIdleTime: 4 * 60_000,
+      tls: { rejectUnauthorized: !s.allowSelfSigned },
+      connectionTimeout: 30_000,
+    });
+    client.on('error', (err: unknown) => this.log.warn('IMAP connection error', { reason: coerceError(err).message }));
+    await client.connect();
+    for (const folder of [s.processed, s.review]) {
+      try {
+        await client.mailboxCreate(folder);
+        this.log.info('IMAP folder created', { folder });
+      } catch (err) {
+        // Already there is the common case; anything else surfaces when we move into it.
+        const e = err as { serverResponseCode?: string };
+        if (e.serverResponseCode !== 'ALREADYEXISTS') this.log.debug('IMAP folder not created', { folder, reason: coerceError(err).message });
+      }
+    }
+    return client;
+  }
+
+  private async connect(): Promise<void> {
+    const client = await this.openClient();
+    await client.mailboxOpen(this.settings.mailbox);
+    client.on('exists', () => void this.requestPass());
+    client.on('close', () => this.onClose(client));
+    this.client = client;
+    this.failures = 0;
+    this.log.info('IMAP connected', { mailbox: this.settings.mailbox, server: `${this.settings.host}:${this.settings.port}` });
+  }
+
+  private onClose(client: ImapFlow): void {
+    client.removeAllListeners('exists');
+    client.removeAllListeners('close');
+    if (this.client === client) this.client = null;
+    if (this.stopped) return;
+    this.log.warn('IMAP connection closed; reconnecting');
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const delay = backoffDelay(this.failures++, 1000, 60_000);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect()
+        .then(() => this.requestPass())
+        .catch((err: unknown) => {
+          this.log.warn('IMAP reconnect failed', { reason: coerceError(err).message, attempt: this.failures });
+          this.scheduleReconnect();
+        });
+    }, delay);
+  }
+
+  private onPoll(): void {
+    if (this.client?.usable) void this.requestPass();
+    else if (!this.reconnectTimer) this.scheduleReconnect();
+  }
+
+  /** One pass at a time; requests during a pass fold into one more pass. */
+  private requestPass(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          const client = this.client;
+          if (!client || !this.handler || this.stopped) return;
+          await this.passOn(client, this.settings.mailbox, this.handler, (outcome) =>
+            outcome === 'processed' ? this.settings.processed : this.settings.review,
+          );
+        } while (this.again && !this.stopped);
+        if (!this.stopped && this.client?.usable) void this.client.idle().catch(() => undefined);
+      } catch (err) {
+        this.log.warn('IMAP pass interrupted; will retry', { reason: coerceError(err).message });
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  /** Handles every message in the open folder; files each one where `destination` says (null: leave). */
+  private async passOn(
+    client: ImapFlow,
+    folder: string,
+    handle: MessageHandler,
+    destination: (outcome: MessageOutcome) => string | null,
+  ): Promise<number> {
+    const uidValidity = Number(client.mailbox ? client.mailbox.uidValidity : 0);
+    const found = await client.search({ all: true }, { uid: true });
+    const uids = (Array.isArray(found) ? found : []).sort((a, b) => a - b);
+    let handled = 0;
+    for (let i = 0; i < uids.length && !this.stoppedFor(client); i += BATCH) {
+      const range = uids.slice(i, i + BATCH).join(',');
+      const fetched = await client.fetchAll(range, { uid: true, source: true }, { uid: true });
+      const moves = new Map<string, number[]>();
+      for (const item of fetched) {
+        if (this.stoppedFor(client)) break;
+        if (!item.source) continue;
+        const message: IncomingMessage = {
+          key: { source: `imap:${folder}`, uidValidity, uid: String(item.uid) },
+          raw: item.source,
+        };
+        const outcome = await handle(message);
+        handled++;
+        const target = destination(outcome);
+        if (target) moves.set(target, [...(moves.get(target) ?? []), item.uid]);
+      }
+      for (const [target, list] of moves) await client.messageMove(list.join(','), target, { uid: true });
+    }
+    return handled;
+  }
+
+  /** Stop taking new messages once stop() was called; the one in hand is finished first. */
+  private stoppedFor(client: ImapFlow): boolean {
+    return this.stopped && client === this.client;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.poll?.stop();
+    await this.running?.catch(() => undefined);
+    const client = this.client;
+    this.client = null;
+    if (client) {
+      client.removeAllListeners('exists');
+      client.removeAllListeners('close');
+      await client.logout().catch(() => client.close());
+    }
+  }
+}
