@@ -1,0 +1,23 @@
+// pm2 process file: `pm2 start ecosystem.config.js`. One instance in fork mode: IMAP and SQLite
+// want a single consumer.
+module.exports = {
+  apps: [
+    {
+      name: 'keymailer',
+      script: 'dist/src/cli.js',
+      args: 'run',
+      cwd: __dirname,
+      exec_mode: 'fork',
+      instances: 1,
+      autorestart: true,
+      // A stop must not cut an SMTP send in half: give the graceful stop time to finish.
+      kill_timeout: 15000,
+      exp_backoff_restart_delay: 1000,
+      max_memory_restart: '300M',
+      out_file: 'data/logs/pm2-out.log',
+      error_file: 'data/logs/pm2-error.log',
+      time: true,
+      env: { NODE_ENV: 'production' },
+    },
+  ],
+};
