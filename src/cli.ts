@@ -11,6 +11,7 @@ import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
 import { createLogger, type Logger } from './log';
 import { buildApp, seedDemo, type App } from './main';
+import { LEASE_TTL_MS } from './record/lease';
 import { decide, type Decision } from './pipeline';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource } from './source/imap';
@@ -102,6 +103,10 @@ async function run(options: RunOptions): Promise<number> {
   try {
     if (options.reprocess) return await reprocess(app, options.reprocess, !!options.resend);
     if (options.once) {
+      if (!app.lease.tryAcquire()) {
+        log.error('another keymailer works this database; --once would compete with it', { holder: app.lease.current()?.holder });
+        return EXIT.failed;
+      }
       await app.source.drain(app.pipeline.handle);
       await app.outbox.kick();
       return EXIT.ok;
@@ -131,14 +136,56 @@ async function daemon(app: App): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  await app.source.start(app.pipeline.handle);
-  void app.outbox.kick();
-  app.log.info('watching for notifications', { source: app.source.description });
-  process.send?.('ready');
-  await stopped;
-  await app.stop();
+  const gotLease = await waitForLease(app, stopped);
+  if (!gotLease) {
+    await app.stop();
+    app.log.info('keymailer stopped');
+    return EXIT.ok;
+  }
+  const renewal = setInterval(() => {
+    if (!app.lease.renew()) {
+      app.log.error('lost the database lease to another keymailer; stopping so only one works the mailbox');
+      process.kill(process.pid, 'SIGTERM');
+    }
+  }, LEASE_TTL_MS / 3);
+  try {
+    await app.source.start(app.pipeline.handle);
+    void app.outbox.kick();
+    app.log.info('watching for notifications', { source: app.source.description });
+    process.send?.('ready');
+    await stopped;
+    await app.stop();
+  } finally {
+    clearInterval(renewal);
+  }
   app.log.info('keymailer stopped');
   return EXIT.ok;
+}
+
+/**
+ * Waits until this process holds the database lease; a second instance stays passive and says why.
+ * Resolves false when stopped before getting it.
+ */
+async function waitForLease(app: App, stopped: Promise<void>): Promise<boolean> {
+  let isStopped = false;
+  void stopped.then(() => (isStopped = true));
+  let told = false;
+  while (!isStopped) {
+    if (app.lease.tryAcquire()) {
+      if (told) app.log.info('took over the database lease; starting');
+      return true;
+    }
+    if (!told) {
+      const holder = app.lease.current();
+      app.log.warn('another keymailer works this database; standing by until it stops', {
+        holder: holder?.holder,
+        database: app.loaded.config.database,
+      });
+      told = true;
+    }
+    await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  }
+  return false;
 }
 
 async function reprocess(app: App, target: string, resend: boolean): Promise<number> {

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { Alerts } from './alerts';
 import { PROJECT_ROOT, type LoadedConfig } from './config';
 import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
 import { Renderer } from './deliver/render';
@@ -12,6 +13,7 @@ import type { Logger } from './log';
 import { OutboxSender } from './outbox';
 import { Pipeline } from './pipeline';
 import { openDatabase, type Db } from './record/db';
+import { Lease } from './record/lease';
 import { Store } from './record/store';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource } from './source/imap';
@@ -22,9 +24,11 @@ export interface App {
   readonly log: Logger;
   readonly db: Db;
   readonly store: Store;
+  readonly lease: Lease;
   readonly renderer: Renderer;
   readonly mailer: Mailer;
   readonly outbox: OutboxSender;
+  readonly alerts: Alerts;
   readonly pipeline: Pipeline;
   readonly source: Source;
   /** Stops intake, finishes the message in hand, flushes the outbox if it can, closes everything. Safe to call twice. */
@@ -37,23 +41,47 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
   for (const product of config.products) renderer.check(product.template);
   const db = openDatabase(config.database);
   const store = new Store(db);
+  const lease = new Lease(db);
   const mailer = config.smtp ? smtpMailer(config.smtp) : fileMailer(config.outbox);
-  const outbox = new OutboxSender({ store, mailer, from: config.from, log });
-  const pipeline = new Pipeline({ loaded, store, renderer, log, onMailQueued: () => void outbox.kick() });
+  // The outbox is created first but kicked lazily, so alerts and the pipeline can both feed it.
+  let outbox: OutboxSender | null = null;
+  const kick = (): void => void outbox?.kick();
+  const alerts = new Alerts({ store, owner: config.owner.email, from: config.from, log, onQueued: kick });
+  outbox = new OutboxSender({ store, mailer, from: config.from, log, alert: alerts.raise });
+  const pipeline = new Pipeline({ loaded, store, renderer, log, onMailQueued: kick, alert: alerts.raise });
   const source: Source = config.imap
     ? new ImapSource(config.imap, log, config.poll)
     : new DropFolderSource(config.dropFolder, log, config.poll);
+  const outage = watchOutage(source, alerts, log);
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      clearInterval(outage);
       await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
-      await outbox.stop();
+      await alerts.stop();
+      await outbox?.stop();
       mailer.close();
+      lease.release();
       db.close();
     })();
     return stopping;
   };
-  return { loaded, log, db, store, renderer, mailer, outbox, pipeline, source, stop };
+  return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, stop };
+}
+
+/** Tells the owner once per outage when the mailbox has been unreachable for 15 minutes. */
+function watchOutage(source: Source, alerts: Alerts, log: Logger, limitMs = 15 * 60_000): NodeJS.Timeout {
+  let alertedFor: number | null = null;
+  const timer = setInterval(() => {
+    const status = source.status();
+    if (status.connected || Date.now() - status.since < limitMs || alertedFor === status.since) return;
+    alertedFor = status.since;
+    const minutes = Math.round((Date.now() - status.since) / 60_000);
+    log.error('mailbox unreachable', { source: source.description, minutes });
+    alerts.raise('imap-down', `${source.description} unreachable for ${minutes} minutes`);
+  }, 30_000);
+  timer.unref();
+  return timer;
 }
 
 /** On the embedded demo, the drop folder starts with the sample notifications from examples/. */

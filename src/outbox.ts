@@ -4,6 +4,8 @@
  * same Message-ID, so the buyer's client can tell).
  */
 import { PermanentError, coerceError } from './errors';
+import { backoffDelay } from './backoff';
+import type { RaiseAlert } from './alerts';
 import type { Logger } from './log';
 import type { Mailer } from './deliver/mailer';
 import type { Store } from './record/store';
@@ -18,6 +20,9 @@ export interface OutboxOptions {
   readonly maxDelayMs?: number;
   /** A mail still unsent after this long is given up and its order sent to review. */
   readonly giveUpAfterMs?: number;
+  /** The owner is told once when a mail has waited this long. */
+  readonly alertAfterMs?: number;
+  readonly alert?: RaiseAlert;
 }
 
 export class OutboxSender {
@@ -67,11 +72,14 @@ export class OutboxSender {
           const age = Date.now() - Date.parse(mail.created_at);
           if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
             store.markFailed(mail, err.message);
-            log.error(`${mail.kind} mail cannot be delivered: sent to review`, { to: mail.recipient, outbox: mail.id, reason: err.message });
+            log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
+            if (mail.kind !== 'alert') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
           } else {
-            const delay = Math.min((this.options.baseDelayMs ?? 30_000) * 2 ** mail.attempts, this.options.maxDelayMs ?? 3600_000);
-            const jittered = delay * (0.8 + Math.random() * 0.4);
+            const jittered = backoffDelay(mail.attempts, this.options.baseDelayMs ?? 30_000, this.options.maxDelayMs ?? 3600_000);
             store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());
+            if (mail.kind !== 'alert' && age > (this.options.alertAfterMs ?? 3600_000) && store.markAlerted(mail)) {
+              this.options.alert?.('mail-waiting', `${mail.kind} mail to ${mail.recipient} has waited ${Math.round(age / 60_000)} minutes`, err.message);
+            }
             log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });
             // The server is likely down for the rest of the batch too; the timer brings us back.
             return;

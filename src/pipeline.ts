@@ -8,6 +8,7 @@ import type { LoadedConfig, ProductConfig } from './config';
 import { coerceError } from './errors';
 import { matchProduct } from './fulfil/products';
 import { SerialError, makeSerials } from './fulfil/serial';
+import type { RaiseAlert } from './alerts';
 import type { Logger } from './log';
 import { toNotification } from './parse/notification';
 import { PARSERS, findParser } from './parse/registry';
@@ -38,6 +39,15 @@ export interface Decision {
 }
 
 const sha256 = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
+
+/** The Message-ID header, read from the raw header block without a full parse (first 64 KB). */
+function messageIdOf(raw: Buffer): string | null {
+  const head = raw.subarray(0, 65536).toString('latin1');
+  const end = head.search(/\r?\n\r?\n/);
+  const headers = (end === -1 ? head : head.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
+  const value = /^message-id:\s*(<[^>\r\n]+>)/im.exec(headers)?.[1];
+  return value ?? null;
+}
 
 /** Parses and decides, with no side effect at all: shared by the daemon, --dry-run and `parse`. */
 export async function decide(
@@ -125,6 +135,8 @@ export interface PipelineOptions {
   readonly parsers?: readonly VendorParser[];
   /** Called after a commit that queued mail, so the outbox sends it at once. */
   readonly onMailQueued?: () => void;
+  /** Tells the owner about anything that needs them. */
+  readonly alert?: RaiseAlert;
 }
 
 export interface HandleOptions {
@@ -149,6 +161,15 @@ export class Pipeline {
       return existing.state === 'review' ? 'review' : 'processed';
     }
     const hash = sha256(raw);
+    if (!existing && !handleOptions.force) {
+      const copy = store.findHandledCopy(hash, messageIdOf(raw));
+      if (copy) {
+        const row = store.recordMessage(key, raw, hash, copy.message_id);
+        store.finishMessage(row, copy.state, copy.vendor, `duplicate: same message as #${copy.id} (${copy.source} ${copy.uid}): ${copy.reason ?? copy.state}`);
+        log.info('duplicate message: handled before under another name or UID; filed, nothing done again', { uid: key.uid, first: `${copy.source}#${copy.uid}`, state: copy.state });
+        return copy.state === 'review' ? 'review' : 'processed';
+      }
+    }
     let decision: Decision;
     try {
       decision = await decide(raw, this.options.loaded.config.products, this.options.parsers ?? PARSERS);
@@ -166,12 +187,17 @@ export class Pipeline {
       case 'refund':
         state = 'refund';
         log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason });
+        this.options.alert?.('refund', `${decision.vendor ?? 'vendor'} refund or chargeback for order ${decision.refundOf ?? '(unknown)'}`, reason ?? undefined);
         break;
       default: {
         const reviews = await this.commitOrders(decision, messageRow, key, handleOptions);
         state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
         if (reviews.length > 0) reason = reviews.join('; ');
-        if (decision.orders.length === 0) log.warn('message sent to review', { uid: key.uid, vendor: decision.vendor, reason });
+        if (decision.orders.length === 0) {
+          log.warn('message sent to review', { uid: key.uid, vendor: decision.vendor, reason });
+          const n = decision.notification;
+          this.options.alert?.('review', `message "${n?.subject ?? key.uid}" from ${n?.fromAddress || 'unknown sender'} sent to review`, reason ?? undefined);
+        }
       }
     }
     store.finishMessage(messageRow, state, decision.vendor, reason);
@@ -221,6 +247,7 @@ export class Pipeline {
         queued = true;
       } else {
         log.warn('order sent to review', { ...fields, reason: order.review });
+        this.options.alert?.('review', `${decision.vendor ?? ''} order ${fields.order} for ${order.buyerEmail} sent to review`, order.review ?? undefined);
         reviews.push(order.review ?? 'needs review');
       }
     }

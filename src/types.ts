@@ -92,8 +92,18 @@ export interface IncomingMessage {
 export type MessageHandler = (message: IncomingMessage) => Promise<MessageOutcome>;
 
 /** A place messages arrive: an IMAP mailbox or a drop folder. Knows nothing of parsing or SMTP. */
+/** How a source is doing, for health checks and the "mailbox unreachable" alert. */
+export interface SourceStatus {
+  readonly connected: boolean;
+  /** When the current state (connected or not) began, ms since epoch. */
+  readonly since: number;
+  /** When the last pass over the mailbox finished, ms since epoch. */
+  readonly lastSyncAt: number | null;
+}
+
 export interface Source {
   readonly description: string;
+  status(): SourceStatus;
   /** Processes everything waiting, then keeps watching until stop(). Resolves once the first pass is done. */
   start(handle: MessageHandler): Promise<void>;
   /** One pass over what is waiting (used by --once); resolves when every message was handled. */

@@ -80,6 +80,28 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_order ON events (order_id);
   `,
+  `
+  -- Only one daemon works a database at a time; a second one waits until the lease expires.
+  CREATE TABLE lease (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL               -- ms since epoch
+  );
+
+  -- Owner alerts wait here until they are grouped into one mail.
+  CREATE TABLE alerts (
+    id         INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    detail     TEXT,
+    mailed_at  TEXT
+  );
+  CREATE INDEX alerts_unmailed ON alerts (id) WHERE mailed_at IS NULL;
+
+  -- Set once the owner was told a mail has waited too long, so they are told once, not per retry.
+  ALTER TABLE outbox ADD COLUMN alerted_at TEXT;
+  `,
 ];
 
 export function openDatabase(file: string): Db {

@@ -96,6 +96,21 @@ export class Store {
       .get(key.source, key.uidValidity, key.uid) as MessageRow | undefined;
   }
 
+  /**
+   * A message handled before under another key: the same bytes, or the same Message-ID, already
+   * in a final state. Recognises a mailbox whose UIDVALIDITY changed or a server that re-uploaded
+   * old mail under new UIDs, so nothing is fulfilled or alerted twice.
+   */
+  findHandledCopy(contentHash: string, messageId: string | null): MessageRow | undefined {
+    const byHash = this.db
+      .prepare(`SELECT * FROM messages WHERE content_hash = ? AND state != 'seen' ORDER BY id LIMIT 1`)
+      .get(contentHash) as MessageRow | undefined;
+    if (byHash || messageId === null) return byHash;
+    return this.db
+      .prepare(`SELECT * FROM messages WHERE message_id = ? AND state != 'seen' ORDER BY id LIMIT 1`)
+      .get(messageId) as MessageRow | undefined;
+  }
+
   messageRaw(id: number): Buffer | undefined {
     const row = this.db.prepare('SELECT raw FROM messages WHERE id = ?').get(id) as { raw: Buffer } | undefined;
     return row?.raw;
@@ -245,6 +260,11 @@ export class Store {
     this.db
       .prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?')
       .run(error, nextAttemptAt, mail.id);
+  }
+
+  /** True the first time only: the owner hears once that a mail is waiting, not on every retry. */
+  markAlerted(mail: OutboxRow): boolean {
+    return this.db.prepare('UPDATE outbox SET alerted_at = ? WHERE id = ? AND alerted_at IS NULL').run(now(), mail.id).changes === 1;
   }
 
   markFailed(mail: OutboxRow, error: string): void {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
 import { coerceError } from '../errors';
 import type { Logger } from '../log';
-import type { MessageHandler, Source } from '../types';
+import type { MessageHandler, Source, SourceStatus } from '../types';
 
 export class DropFolderSource implements Source {
   readonly description: string;
@@ -19,6 +19,8 @@ export class DropFolderSource implements Source {
   private again = false;
   private stopped = false;
   private debounce: NodeJS.Timeout | null = null;
+  private readonly startedAt = Date.now();
+  private lastSyncAt: number | null = null;
 
   constructor(
     readonly folder: string,
@@ -26,6 +28,10 @@ export class DropFolderSource implements Source {
     private readonly pollSchedule: string = '* * * * *',
   ) {
     this.description = `drop folder ${folder}`;
+  }
+
+  status(): SourceStatus {
+    return { connected: true, since: this.startedAt, lastSyncAt: this.lastSyncAt };
   }
 
   get processedFolder(): string {
@@ -74,6 +80,7 @@ export class DropFolderSource implements Source {
           this.again = false;
           await this.passOn(this.folder, handle, false);
         } while (this.again && !this.stopped);
+        this.lastSyncAt = Date.now();
       } catch (err) {
         this.log.warn('drop folder pass interrupted; will retry', { reason: coerceError(err).message });
       } finally {

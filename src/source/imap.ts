@@ -11,8 +11,8 @@ import { ImapFlow } from 'imapflow';
 import cron, { type ScheduledTask } from 'node-cron';
 import { coerceError } from '../errors';
 import type { Logger } from '../log';
-import type { IncomingMessage, MessageHandler, MessageOutcome, Source } from '../types';
-import { backoffDelay } from './backoff';
+import type { IncomingMessage, MessageHandler, MessageOutcome, Source, SourceStatus } from '../types';
+import { backoffDelay } from '../backoff';
 
 export interface ImapSettings {
   readonly host: string;
@@ -39,6 +39,8 @@ export class ImapSource implements Source {
   private failures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private poll: ScheduledTask | null = null;
+  private connectedState = { connected: false, since: Date.now() };
+  private lastSyncAt: number | null = null;
 
   constructor(
     private readonly settings: ImapSettings,
@@ -46,6 +48,14 @@ export class ImapSource implements Source {
     private readonly pollSchedule: string = '* * * * *',
   ) {
     this.description = `IMAP ${settings.user}@${settings.host}:${settings.port}/${settings.mailbox}`;
+  }
+
+  status(): SourceStatus {
+    return { ...this.connectedState, lastSyncAt: this.lastSyncAt };
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.connectedState.connected !== connected) this.connectedState = { connected, since: Date.now() };
   }
 
   async start(handle: MessageHandler): Promise<void> {
@@ -108,13 +118,17 @@ export class ImapSource implements Source {
     client.on('close', () => this.onClose(client));
     this.client = client;
     this.failures = 0;
+    this.setConnected(true);
     this.log.info('IMAP connected', { mailbox: this.settings.mailbox, server: `${this.settings.host}:${this.settings.port}` });
   }
 
   private onClose(client: ImapFlow): void {
     client.removeAllListeners('exists');
     client.removeAllListeners('close');
-    if (this.client === client) this.client = null;
+    if (this.client === client) {
+      this.client = null;
+      this.setConnected(false);
+    }
     if (this.stopped) return;
     this.log.warn('IMAP connection closed; reconnecting');
     this.scheduleReconnect();
@@ -155,6 +169,7 @@ export class ImapSource implements Source {
             outcome === 'processed' ? this.settings.processed : this.settings.review,
           );
         } while (this.again && !this.stopped);
+        this.lastSyncAt = Date.now();
         if (!this.stopped && this.client?.usable) void this.client.idle().catch(() => undefined);
       } catch (err) {
         this.log.warn('IMAP pass interrupted; will retry', { reason: coerceError(err).message });
