@@ -7,6 +7,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { registerAvangateCommands } from './commands/avangate';
+import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
 import { createLogger, type Logger } from './log';
@@ -57,6 +59,16 @@ export function buildProgram(): Command {
     .action(async (options: RunOptions) => {
       process.exitCode = await run(options);
     });
+
+  registerSerialCommands(program, (configPath) => loadConfig(configPath).config.products);
+  registerAvangateCommands(program, (configPath) => {
+    const settings = loadConfig(configPath).config.vendors.avangate;
+    const secret = settings?.secret;
+    if (typeof secret !== 'string' || secret === '') {
+      throw new ConfigError('vendors.avangate.secret is not set in the config');
+    }
+    return secret;
+  });
 
   return program;
 }
@@ -318,6 +330,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 if (require.main === module) {
+  // `keymailer orders | head` closes the pipe early: that is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+  });
   void main(process.argv).then(() => {
     // Cron tasks or pooled sockets must not keep a finished command alive; the timer itself does not.
     setTimeout(() => process.exit(), 200).unref();

@@ -139,6 +139,14 @@ export interface PipelineOptions {
   readonly alert?: RaiseAlert;
 }
 
+export interface SignedOrderResult {
+  readonly orderId: number;
+  /** new: serials made now; replay: the serials of the first time; review: none, see reason. */
+  readonly outcome: 'new' | 'replay' | 'review';
+  readonly serials: readonly string[] | null;
+  readonly reason: string | null;
+}
+
 export interface HandleOptions {
   /** Run the message through again even when it already reached a final state (--reprocess). */
   readonly force?: boolean;
@@ -202,6 +210,57 @@ export class Pipeline {
     }
     store.finishMessage(messageRow, state, decision.vendor, reason);
     return state === 'review' ? 'review' : 'processed';
+  }
+
+  /**
+   * An order that arrived as a signed request (a processor calling us) rather than a mail: serials
+   * from the same generator, recorded in the same orders table. The vendor delivers the serials
+   * from our answer, so no buyer mail is queued. A replay (same vendor, order id and product)
+   * returns the serials issued the first time and records nothing new.
+   */
+  recordSignedOrder(vendor: string, order: ParsedOrder, productId: string): SignedOrderResult {
+    const { store, log, loaded } = this.options;
+    const orderKey = `${vendor}:${order.vendorOrderId ?? ''}:${order.productCode ?? order.product}`;
+    const fields = { order: order.vendorOrderId, vendor, product: productId, buyer: order.buyerEmail, test: order.test };
+    const existing = store.findOrder(orderKey);
+    if (existing && existing.state !== 'review' && existing.serials) {
+      store.event(existing.id, null, 'replay', 'same order posted again: same serials answered');
+      log.info('signed order replayed: same serials answered', fields);
+      return { orderId: existing.id, outcome: 'replay', serials: JSON.parse(existing.serials) as string[], reason: null };
+    }
+    const product = loaded.config.products.find((p) => p.id === productId);
+    let serials: string[] | null = null;
+    let reason: string | null = null;
+    if (!product) reason = `unknown product ${productId}`;
+    else {
+      try {
+        serials = makeSerials(product, {
+          name: order.licenseName ?? order.buyerName,
+          email: order.buyerEmail,
+          productId,
+          orderId: order.vendorOrderId ?? orderKey,
+          quantity: order.quantity,
+          test: order.test,
+          issuedAt: new Date().toISOString().slice(0, 10),
+        });
+      } catch (err) {
+        if (!(err instanceof SerialError)) throw err;
+        reason = err.message;
+      }
+    }
+    const { orderId } = store.commitOrder({
+      orderKey, vendor, vendorOrderId: order.vendorOrderId, vendorProduct: order.product, productId,
+      buyerName: order.buyerName, buyerEmail: order.buyerEmail, licenseName: order.licenseName,
+      quantity: order.quantity, price: order.price, currency: order.currency, test: order.test,
+      messageRow: null, state: serials ? 'fulfilled' : 'review', reason, serials, mail: null,
+      deliveredInAnswer: true, source: 'signed POST',
+    });
+    if (serials) log.info('signed order fulfilled: serials answered', fields);
+    else {
+      log.warn('signed order sent to review', { ...fields, reason });
+      this.options.alert?.('review', `${vendor} order ${order.vendorOrderId ?? ''} for ${order.buyerEmail} sent to review`, reason ?? undefined);
+    }
+    return { orderId, outcome: serials ? 'new' : 'review', serials, reason };
   }
 
   /** Records each order with its buyer mail; returns the review reasons of orders that need a human. */

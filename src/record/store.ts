@@ -78,8 +78,12 @@ export interface OrderRecord {
   readonly state: 'fulfilled' | 'review';
   readonly reason: string | null;
   readonly serials: readonly string[] | null;
-  /** Required when state is fulfilled: the buyer mail, committed with the order. */
+  /** Required when state is fulfilled, unless the serials went back in an HTTP answer: the buyer mail, committed with the order. */
   readonly mail: OutgoingMail | null;
+  /** The vendor delivers the serials itself (signed POST answered with the codes): recorded as sent. */
+  readonly deliveredInAnswer?: boolean;
+  /** Where the order came from: mail (default) or a signed POST. */
+  readonly source?: string;
 }
 
 /** new: first time; fulfilled-now: was in review, now fulfilled; duplicate: already fulfilled before. */
@@ -198,7 +202,11 @@ export class Store {
           );
         orderId = Number(result.lastInsertRowid);
       }
-      this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason);
+      this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
+      if (order.state === 'fulfilled' && order.deliveredInAnswer) {
+        this.db.prepare(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
+        return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
+      }
       if (order.state === 'fulfilled') {
         if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
         this.enqueue(order.mail, orderId, at);

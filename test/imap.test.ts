@@ -1,0 +1,111 @@
+/**
+ * The whole path against real servers: Dovecot (IMAP, IDLE) on loopback, an SMTP server that
+ * records what it receives, the real compiled daemon. A sale goes in by APPEND; the buyer mail
+ * must come out at the SMTP server within seconds.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { EXAMPLES, referenceSerial, runCli, startDaemon, tempDir, type Daemon } from './support/cli';
+import { appendMessage, listMailbox, startDovecot, type Dovecot } from './support/dovecot';
+import { TEST_KEY, kagiSale, writeImapConfig } from './support/imap-config';
+import { startSmtpSink, type SmtpSink } from './support/smtp-sink';
+
+describe('IMAP mailbox to SMTP', () => {
+  let dovecot: Dovecot;
+  let sink: SmtpSink;
+  let dir: string;
+  let config: string;
+  let daemon: Daemon;
+  const env = (): NodeJS.ProcessEnv => ({ TEST_IMAP_PASSWORD: dovecot.pass });
+
+  before(async () => {
+    dovecot = await startDovecot();
+    sink = await startSmtpSink();
+    dir = tempDir();
+    config = writeImapConfig(dir, dovecot, sink);
+    daemon = startDaemon(['--config', config], { env: env() });
+    await daemon.waitForOutput(/watching for notifications/);
+  });
+
+  after(async () => {
+    const code = await daemon?.stop('SIGTERM');
+    await sink?.stop();
+    await dovecot?.stop();
+    assert.equal(code, 0, 'the daemon stops cleanly on SIGTERM');
+  });
+
+  test('a sale appended to the mailbox reaches the buyer with the right serial within seconds', async () => {
+    const started = Date.now();
+    await appendMessage(dovecot, 'INBOX', fs.readFileSync(path.join(EXAMPLES, 'kagi-sale-widget-pro.eml')));
+    const mail = await sink.waitFor((m) => m.to.includes('marie.dubois@example.net'), 10_000);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 5000, `buyer mail took ${elapsed} ms`);
+    assert.ok(mail.parsed.text?.includes(referenceSerial(TEST_KEY, 'Marie Dubois')), mail.parsed.text);
+    assert.equal(mail.parsed.subject, 'Your Widget Pro serial');
+    assert.equal(mail.from, 'sales@acme.example');
+  });
+
+  test('the order is in SQLite as sent, with its timestamps', async () => {
+    const db = new Database(path.join(dir, 'data', 'keymailer.db'), { readonly: true });
+    try {
+      // The sent mark is written right after the server accepted the mail: allow it a moment.
+      let row: { state: string; received_at: string; fulfilled_at: string; sent_at: string | null } | undefined;
+      for (let i = 0; i < 50; i++) {
+        row = db.prepare(`SELECT state, received_at, fulfilled_at, sent_at FROM orders WHERE vendor_order_id = '8811-2046-5537'`).get() as typeof row;
+        if (row?.state === 'sent') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(row?.state, 'sent');
+      assert.ok(row?.received_at && row.fulfilled_at && row.sent_at);
+    } finally {
+      db.close();
+    }
+  });
+
+  test('the handled notification is moved to Processed, out of the inbox', async () => {
+    for (let i = 0; i < 50 && (await listMailbox(dovecot, 'Processed')).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await listMailbox(dovecot, 'Processed')).length, 1);
+    assert.equal((await listMailbox(dovecot, 'INBOX')).length, 0);
+  });
+
+  test('a message no parser knows lands in Review and the daemon keeps working', async () => {
+    await appendMessage(dovecot, 'INBOX', fs.readFileSync(path.join(EXAMPLES, 'not-a-sale.eml')));
+    await daemon.waitForOutput(/message sent to review/, 10_000);
+    for (let i = 0; i < 50 && (await listMailbox(dovecot, 'Review')).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const review = await listMailbox(dovecot, 'Review');
+    assert.equal(review.length, 1);
+    assert.match(review[0]?.raw.toString() ?? '', /Big SALE this week/);
+    await appendMessage(dovecot, 'INBOX', kagiSale(1, 'Ana Souza', 'ana.souza@example.org'));
+    const mail = await sink.waitFor((m) => m.to.includes('ana.souza@example.org'), 10_000);
+    assert.ok(mail.parsed.text?.includes(referenceSerial(TEST_KEY, 'Ana Souza')));
+    assert.equal(daemon.child.exitCode, null, 'still running');
+  });
+});
+
+describe('IMAP backlog at start', () => {
+  test('--once processes every message already waiting, mails each buyer once and exits 0', async () => {
+    const dovecot = await startDovecot();
+    const sink = await startSmtpSink();
+    try {
+      const dir = tempDir();
+      const config = writeImapConfig(dir, dovecot, sink);
+      for (let n = 1; n <= 5; n++) await appendMessage(dovecot, 'INBOX', kagiSale(n));
+      const env = { TEST_IMAP_PASSWORD: dovecot.pass };
+      const run = await runCli(['--once', '--config', config], { env });
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      await sink.waitForCount(5);
+      assert.deepEqual(sink.messages.map((m) => m.to[0]).sort(), [1, 2, 3, 4, 5].map((n) => `buyer${n}@example.net`).sort());
+      assert.equal((await listMailbox(dovecot, 'Processed')).length, 5);
+      const again = await runCli(['--once', '--config', config], { env });
+      assert.equal(again.code, 0);
+      assert.equal(sink.messages.length, 5, 'a second run sends nothing again');
+      assert.ok(!run.stdout.includes(dovecot.pass) && !run.stdout.includes(TEST_KEY), 'no secret in the log');
+    } finally {
+      await sink.stop();
+      await dovecot.stop();
+    }
+  });
+});
