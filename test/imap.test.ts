@@ -109,3 +109,61 @@ describe('IMAP backlog at start', () => {
     }
   });
 });
+
+describe('reprocessing over IMAP', () => {
+  test('--reprocess review fulfils what waited in Review once the product is configured, and files it in Processed', async () => {
+    const dovecot = await startDovecot();
+    const sink = await startSmtpSink();
+    try {
+      const dir = tempDir();
+      const config = writeImapConfig(dir, dovecot, sink);
+      const good = fs.readFileSync(config, 'utf8');
+      fs.writeFileSync(config, good.replace('match: ["Widget Pro", "WIDGET-PRO"]', 'match: ["Gadget"]'));
+      const env = { TEST_IMAP_PASSWORD: dovecot.pass };
+      await appendMessage(dovecot, 'INBOX', kagiSale(7, 'Lena Berg', 'lena.berg@example.net'));
+      assert.equal((await runCli(['--once', '--config', config], { env })).code, 0);
+      assert.equal((await listMailbox(dovecot, 'Review')).length, 1);
+      const alert = await sink.waitFor((m) => m.to.includes('owner@acme.example'));
+      assert.match(alert.parsed.text ?? '', /unknown product/, 'the owner is told why');
+      assert.equal(sink.messages.filter((m) => m.to.includes('lena.berg@example.net')).length, 0, 'no serial for an unknown product');
+      fs.writeFileSync(config, good);
+      const run = await runCli(['--reprocess', 'review', '--config', config], { env });
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      const mail = await sink.waitFor((m) => m.to.includes('lena.berg@example.net'));
+      assert.ok(mail.parsed.text?.includes(referenceSerial(TEST_KEY, 'Lena Berg')));
+      assert.equal((await listMailbox(dovecot, 'Review')).length, 0);
+      assert.equal((await listMailbox(dovecot, 'Processed')).length, 1);
+    } finally {
+      await sink.stop();
+      await dovecot.stop();
+    }
+  });
+
+  test('--reprocess UID mails nothing again, and with --resend mails the same serial once more', async () => {
+    const dovecot = await startDovecot();
+    const sink = await startSmtpSink();
+    try {
+      const dir = tempDir();
+      const config = writeImapConfig(dir, dovecot, sink);
+      const env = { TEST_IMAP_PASSWORD: dovecot.pass };
+      const uid = await appendMessage(dovecot, 'INBOX', kagiSale(8, 'Kofi Mensah', 'kofi@example.org'));
+      assert.equal((await runCli(['--once', '--config', config], { env })).code, 0);
+      await sink.waitForCount(1);
+      const again = await runCli(['--reprocess', String(uid), '--config', config], { env });
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.match(again.stdout, /duplicate/);
+      assert.equal(sink.messages.length, 1);
+      const resend = await runCli(['--reprocess', String(uid), '--resend', '--config', config], { env });
+      assert.equal(resend.code, 0);
+      await sink.waitForCount(2);
+      const serial = referenceSerial(TEST_KEY, 'Kofi Mensah');
+      assert.ok(sink.messages.every((m) => m.parsed.text?.includes(serial)));
+      const unknown = await runCli(['--reprocess', '99999', '--config', config], { env });
+      assert.equal(unknown.code, 1, 'a target that matches nothing is an error');
+    } finally {
+      await sink.stop();
+      await dovecot.stop();
+    }
+  });
+});
+

@@ -100,8 +100,8 @@ export class ImapSource implements Source {
     await client.connect();
     for (const folder of [s.processed, s.review]) {
       try {
-        await client.mailboxCreate(folder);
-        this.log.info('IMAP folder created', { folder });
+        const result = await client.mailboxCreate(folder);
+        if (result.created) this.log.info('IMAP folder created', { folder });
       } catch (err) {
         // Already there is the common case; anything else surfaces when we move into it.
         const e = err as { serverResponseCode?: string };
