@@ -13,7 +13,7 @@ import type { Logger } from './log';
 import { toNotification } from './parse/notification';
 import { PARSERS, findParser } from './parse/registry';
 import type { Renderer } from './deliver/render';
-import type { MessageState, Store } from './record/store';
+import type { MessageState, OrderRow, Store } from './record/store';
 import type { IncomingMessage, MessageKey, MessageOutcome, Notification, ParsedOrder, VendorParser } from './types';
 
 export type Action = 'fulfill' | 'refund' | 'ignore' | 'review';
@@ -213,6 +213,39 @@ export class Pipeline {
   }
 
   /**
+   * Mails an order's serials to its buyer again (the buyer lost them): a new mail with its own
+   * Message-ID, recorded as a resend. Only for orders that were fulfilled by mail.
+   */
+  async resendOrder(order: OrderRow): Promise<{ queued: boolean; reason: string | null }> {
+    const { store, log, loaded } = this.options;
+    const product = loaded.config.products.find((p) => p.id === order.product_id);
+    if (!order.serials || (order.state !== 'sent' && order.state !== 'fulfilled')) {
+      return { queued: false, reason: `order ${order.vendor_order_id ?? order.id} has no serial yet (state ${order.state})` };
+    }
+    if (!product) return { queued: false, reason: `product ${order.product_id ?? '?'} is no longer in the config` };
+    const n = store.countResends(order.id) + 1;
+    const serials = JSON.parse(order.serials) as string[];
+    const mail = await this.options.renderer.buildBuyerMail(
+      product.template,
+      {
+        buyer: { name: order.buyer_name, email: order.buyer_email },
+        licenseName: order.license_name ?? order.buyer_name,
+        product: { id: product.id, name: product.name },
+        serials,
+        quantity: order.quantity,
+        order: { id: order.vendor_order_id, vendor: order.vendor },
+        test: order.test === 1,
+      },
+      `${order.order_key}#resend-${n}`,
+    );
+    store.enqueue({ kind: 'resend', recipient: order.buyer_email, ...mail }, order.id);
+    store.event(order.id, null, 'resend queued', `resend ${n}`);
+    log.info('order resend queued', { order: order.vendor_order_id ?? order.id, buyer: order.buyer_email, resend: n });
+    this.options.onMailQueued?.();
+    return { queued: true, reason: null };
+  }
+
+  /**
    * An order that arrived as a signed request (a processor calling us) rather than a mail: serials
    * from the same generator, recorded in the same orders table. The vendor delivers the serials
    * from our answer, so no buyer mail is queued. A replay (same vendor, order id and product)
@@ -272,7 +305,7 @@ export class Pipeline {
       const product = loaded.config.products.find((p) => p.id === order.productId);
       const fulfil = order.review === null && order.serials !== null && product !== undefined;
       const mail = fulfil ? await this.buyerMail(order, product, decision.vendor ?? 'unknown', order.orderKey) : null;
-      const { orderId, outcome } = store.commitOrder({
+      const { outcome } = store.commitOrder({
         orderKey: order.orderKey,
         vendor: decision.vendor ?? 'unknown',
         vendorOrderId: order.vendorOrderId,
@@ -294,12 +327,10 @@ export class Pipeline {
       const fields = { order: order.vendorOrderId ?? order.orderKey, uid: key.uid, vendor: decision.vendor, product: order.productId ?? order.product, buyer: order.buyerEmail };
       if (outcome === 'duplicate') {
         log.info('order already fulfilled: duplicate, no second mail', fields);
-        if (handleOptions.resend && product) {
-          const n = store.countResends(orderId) + 1;
-          const resend = await this.buyerMail(order, product, decision.vendor ?? 'unknown', `${order.orderKey}#resend-${n}`);
-          store.enqueue({ kind: 'resend', recipient: order.buyerEmail, ...resend }, orderId);
-          log.info('order resend queued', fields);
-          queued = true;
+        const row = handleOptions.resend ? store.findOrder(order.orderKey) : undefined;
+        if (row) {
+          const { queued: resent, reason } = await this.resendOrder(row);
+          if (!resent) log.warn('order not resent', { ...fields, reason });
         }
       } else if (fulfil) {
         log.info('order fulfilled', fields);
