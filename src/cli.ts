@@ -13,7 +13,6 @@ import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
 import { createLogger, type Logger } from './log';
 import { buildApp, seedDemo, type App } from './main';
-import { LEASE_TTL_MS } from './record/lease';
 import { decide, type Decision } from './pipeline';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource } from './source/imap';
@@ -159,7 +158,7 @@ async function daemon(app: App): Promise<number> {
       app.log.error('lost the database lease to another keymailer; stopping so only one works the mailbox');
       process.kill(process.pid, 'SIGTERM');
     }
-  }, LEASE_TTL_MS / 3);
+  }, (app.loaded.config.leaseSeconds * 1000) / 3);
   try {
     await app.source.start(app.pipeline.handle);
     void app.outbox.kick();
@@ -201,7 +200,7 @@ async function waitForLease(app: App, stopped: Promise<void>): Promise<boolean> 
 }
 
 async function reprocess(app: App, target: string, resend: boolean): Promise<number> {
-  const handle: MessageHandler = (m) => app.pipeline.process(m.key, m.raw, { force: true, resend });
+  const handle: MessageHandler = (m) => app.pipeline.process(m, { force: true, resend });
   let count = 0;
   if (target === 'review') {
     const source = app.source;

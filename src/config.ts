@@ -76,10 +76,32 @@ export const configSchema = z
     templates: nonEmpty.optional(),
     /** node-cron schedule of the fallback poll, for when IMAP IDLE or file watching goes quiet. */
     poll: nonEmpty.default('* * * * *'),
+    /** Messages larger than this (bytes) are not downloaded whole: they go to review. */
+    maxMessageSize: z.number().int().min(64 * 1024).default(10 * 1024 * 1024),
+    delivery: z
+      .object({
+        /** First retry after an SMTP failure; doubles per attempt, up to an hour. */
+        retrySeconds: z.number().positive().default(30),
+        /** The owner is told once when a buyer mail has waited this long. */
+        alertAfterMinutes: z.number().positive().default(60),
+        /** Then the mail is given up and its order goes to review. */
+        giveUpHours: z.number().positive().default(72),
+      })
+      .strict()
+      .default({ retrySeconds: 30, alertAfterMinutes: 60, giveUpHours: 72 }),
+    /** How long a stopped daemon's claim on the database blocks another one from taking over. */
+    leaseSeconds: z.number().int().min(2).max(600).default(30),
+    /** Owner alerts are grouped: at most one alert mail per this many minutes. */
+    alertWindowMinutes: z.number().positive().default(15),
     log: z
       .object({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info') })
       .strict()
       .default({ level: 'info' }),
+    /**
+     * authserv-ids of the seller's own receiving mail servers: their topmost Authentication-Results
+     * header is trusted as proof that a notification came from its vendor.
+     */
+    trustAuthResults: z.array(nonEmpty).default([]),
     /** Per-vendor settings; each vendor's own issue defines its keys. */
     vendors: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     products: z.array(productSchema).min(1, 'must list at least one product'),

@@ -41,22 +41,41 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
   for (const product of config.products) renderer.check(product.template);
   const db = openDatabase(config.database);
   const store = new Store(db);
-  const lease = new Lease(db);
+  const lease = new Lease(db, config.leaseSeconds * 1000);
   const mailer = config.smtp ? smtpMailer(config.smtp) : fileMailer(config.outbox);
   // The outbox is created first but kicked lazily, so alerts and the pipeline can both feed it.
   let outbox: OutboxSender | null = null;
   const kick = (): void => void outbox?.kick();
-  const alerts = new Alerts({ store, owner: config.owner.email, from: config.from, log, onQueued: kick });
-  outbox = new OutboxSender({ store, mailer, from: config.from, log, alert: alerts.raise });
+  const alerts = new Alerts({ store, owner: config.owner.email, from: config.from, log, onQueued: kick, windowMs: config.alertWindowMinutes * 60_000 });
+  outbox = new OutboxSender({
+    store,
+    mailer,
+    from: config.from,
+    log,
+    alert: alerts.raise,
+    baseDelayMs: config.delivery.retrySeconds * 1000,
+    alertAfterMs: config.delivery.alertAfterMinutes * 60_000,
+    giveUpAfterMs: config.delivery.giveUpHours * 3600_000,
+  });
   const pipeline = new Pipeline({ loaded, store, renderer, log, onMailQueued: kick, alert: alerts.raise });
   const source: Source = config.imap
-    ? new ImapSource(config.imap, log, config.poll)
-    : new DropFolderSource(config.dropFolder, log, config.poll);
+    ? new ImapSource(config.imap, log, config.poll, config.maxMessageSize)
+    : new DropFolderSource(config.dropFolder, log, config.poll, config.maxMessageSize);
   const outage = watchOutage(source, alerts, log);
+  // Keeps the WAL file from growing without bound on a box that runs for months.
+  const checkpoint = setInterval(() => {
+    try {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      log.debug('WAL checkpoint skipped', { reason: coerceError(err).message });
+    }
+  }, 5 * 60_000);
+  checkpoint.unref();
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(outage);
+      clearInterval(checkpoint);
       await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
       await alerts.stop();
       await outbox?.stop();

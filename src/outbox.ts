@@ -72,8 +72,8 @@ export class OutboxSender {
           const age = Date.now() - Date.parse(mail.created_at);
           if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
             store.markFailed(mail, err.message);
-            log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
             if (mail.kind !== 'alert') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
+            log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
           } else {
             const jittered = backoffDelay(mail.attempts, this.options.baseDelayMs ?? 30_000, this.options.maxDelayMs ?? 3600_000);
             store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());

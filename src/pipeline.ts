@@ -127,6 +127,19 @@ export async function decide(
   };
 }
 
+/** A message too large to download whole: review, with its size, never parsed. */
+function tooLargeDecision(size: number, limit: number): Decision {
+  const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return {
+    vendor: null,
+    action: 'review',
+    reason: `message of ${mb(size)} is over the ${mb(limit)} limit (maxMessageSize): not downloaded`,
+    orders: [],
+    notification: null,
+    refundOf: null,
+  };
+}
+
 export interface PipelineOptions {
   readonly loaded: LoadedConfig;
   readonly store: Store;
@@ -158,10 +171,11 @@ export class Pipeline {
   constructor(private readonly options: PipelineOptions) {}
 
   /** The source's handler: resolves once the message's final state is committed. */
-  readonly handle = (message: IncomingMessage): Promise<MessageOutcome> => this.process(message.key, message.raw);
+  readonly handle = (message: IncomingMessage): Promise<MessageOutcome> => this.process(message);
 
-  async process(key: MessageKey, raw: Buffer, handleOptions: HandleOptions = {}): Promise<MessageOutcome> {
+  async process(message: IncomingMessage, handleOptions: HandleOptions = {}): Promise<MessageOutcome> {
     const { store, log } = this.options;
+    const { key, raw } = message;
     const existing = store.findMessage(key);
     if (existing && existing.state !== 'seen' && !handleOptions.force) {
       // Committed before, but the move did not happen (crash or lost connection): file it, nothing else.
@@ -180,7 +194,10 @@ export class Pipeline {
     }
     let decision: Decision;
     try {
-      decision = await decide(raw, this.options.loaded.config.products, this.options.parsers ?? PARSERS);
+      decision =
+        message.tooLarge === undefined
+          ? await decide(raw, this.options.loaded.config.products, this.options.parsers ?? PARSERS)
+          : tooLargeDecision(message.tooLarge, this.options.loaded.config.maxMessageSize);
     } catch (err) {
       decision = { vendor: null, action: 'review', reason: `internal error: ${coerceError(err).message}`, orders: [], notification: null, refundOf: null };
     }

@@ -71,8 +71,11 @@ export interface VendorParser {
   parse(notification: Notification): ParseResult;
 }
 
-/** What happened to a message in the end; decides where the source files it. */
-export type MessageOutcome = 'processed' | 'review';
+/**
+ * What happened to a message; decides where the source files it. `defer`: not decided yet (a
+ * temporary failure such as a DNS error while verifying): leave it where it is and try again later.
+ */
+export type MessageOutcome = 'processed' | 'review' | 'defer';
 
 /** Where a message came from: enough to find it again and to recognise it when seen twice. */
 export interface MessageKey {
@@ -85,7 +88,10 @@ export interface MessageKey {
 
 export interface IncomingMessage {
   readonly key: MessageKey;
+  /** The whole message; only its header block when `size` is over the configured limit. */
   readonly raw: Buffer;
+  /** Set when the message was too large to download whole: its size in bytes. */
+  readonly tooLarge?: number;
 }
 
 /** Handles one message to a final state and resolves only once that state is committed. */

@@ -26,6 +26,7 @@ export class DropFolderSource implements Source {
     readonly folder: string,
     private readonly log: Logger,
     private readonly pollSchedule: string = '* * * * *',
+    private readonly maxMessageSize: number = 10 * 1024 * 1024,
   ) {
     this.description = `drop folder ${folder}`;
   }
@@ -100,16 +101,22 @@ export class DropFolderSource implements Source {
       if (this.stopped) break;
       const file = path.join(folder, name);
       let raw: Buffer;
+      let tooLarge: number | undefined;
       try {
-        raw = await fs.promises.readFile(file);
+        const { size } = await fs.promises.stat(file);
+        if (size > this.maxMessageSize) {
+          tooLarge = size;
+          raw = await readHead(file);
+        } else raw = await fs.promises.readFile(file);
       } catch {
         continue; // moved or deleted meanwhile
       }
       // The name alone is not an identity: a seller may drop another order.eml tomorrow.
       const hash = crypto.createHash('sha256').update(raw).digest('hex').slice(0, 16);
-      const outcome = await handle({ key: { source: `drop:${this.folder}`, uidValidity: 0, uid: `${name}:${hash}` }, raw });
+      const key = { source: `drop:${this.folder}`, uidValidity: 0, uid: `${name}:${hash}` };
+      const outcome = await handle(tooLarge === undefined ? { key, raw } : { key, raw, tooLarge });
       handled++;
-      if (fromReview && outcome === 'review') continue;
+      if (outcome === 'defer' || (fromReview && outcome === 'review')) continue;
       await moveAside(file, outcome === 'processed' ? this.processedFolder : this.reviewFolder);
     }
     return handled;
@@ -121,6 +128,20 @@ export class DropFolderSource implements Source {
     this.watcher?.close();
     this.poll?.stop();
     await this.running?.catch(() => undefined);
+  }
+}
+
+/** The header block of a file too large to read whole (at most the first 256 KB). */
+async function readHead(file: string): Promise<Buffer> {
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(256 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const head = buffer.subarray(0, bytesRead);
+    const end = head.indexOf('\r\n\r\n') >= 0 ? head.indexOf('\r\n\r\n') + 4 : head.indexOf('\n\n') >= 0 ? head.indexOf('\n\n') + 2 : bytesRead;
+    return Buffer.from(head.subarray(0, end));
+  } finally {
+    await handle.close();
   }
 }
 

@@ -46,6 +46,7 @@ export class ImapSource implements Source {
     private readonly settings: ImapSettings,
     private readonly log: Logger,
     private readonly pollSchedule: string = '* * * * *',
+    private readonly maxMessageSize: number = 10 * 1024 * 1024,
   ) {
     this.description = `IMAP ${settings.user}@${settings.host}:${settings.port}/${settings.mailbox}`;
   }
@@ -185,27 +186,40 @@ export class ImapSource implements Source {
     client: ImapFlow,
     folder: string,
     handle: MessageHandler,
-    destination: (outcome: MessageOutcome) => string | null,
+    destination: (outcome: Exclude<MessageOutcome, 'defer'>) => string | null,
   ): Promise<number> {
     const uidValidity = Number(client.mailbox ? client.mailbox.uidValidity : 0);
     const found = await client.search({ all: true }, { uid: true });
     const uids = (Array.isArray(found) ? found : []).sort((a, b) => a - b);
     let handled = 0;
     for (let i = 0; i < uids.length && !this.stoppedFor(client); i += BATCH) {
-      const range = uids.slice(i, i + BATCH).join(',');
-      const fetched = await client.fetchAll(range, { uid: true, source: true }, { uid: true });
-      const moves = new Map<string, number[]>();
+      const batch = uids.slice(i, i + BATCH);
+      // Sizes first, so a 50 MB attachment is never downloaded whole; all fetches are complete
+      // arrays before any other command is issued (an open fetch iterator deadlocks imapflow).
+      const sizes = await client.fetchAll(batch.join(','), { uid: true, size: true }, { uid: true });
+      const large = new Set(sizes.filter((m) => (m.size ?? 0) > this.maxMessageSize).map((m) => m.uid));
+      const small = batch.filter((uid) => !large.has(uid));
+      const fetched = small.length ? await client.fetchAll(small.join(','), { uid: true, source: true }, { uid: true }) : [];
+      const heads = large.size ? await client.fetchAll([...large].join(','), { uid: true, headers: true, size: true }, { uid: true }) : [];
+      const messages: IncomingMessage[] = [];
       for (const item of fetched) {
-        if (this.stoppedFor(client)) break;
-        if (!item.source) continue;
-        const message: IncomingMessage = {
+        if (item.source) messages.push({ key: { source: `imap:${folder}`, uidValidity, uid: String(item.uid) }, raw: item.source });
+      }
+      for (const item of heads) {
+        messages.push({
           key: { source: `imap:${folder}`, uidValidity, uid: String(item.uid) },
-          raw: item.source,
-        };
+          raw: item.headers ?? Buffer.alloc(0),
+          tooLarge: item.size ?? this.maxMessageSize + 1,
+        });
+      }
+      messages.sort((a, b) => Number(a.key.uid) - Number(b.key.uid));
+      const moves = new Map<string, number[]>();
+      for (const message of messages) {
+        if (this.stoppedFor(client)) break;
         const outcome = await handle(message);
         handled++;
-        const target = destination(outcome);
-        if (target) moves.set(target, [...(moves.get(target) ?? []), item.uid]);
+        const target = outcome === 'defer' ? null : destination(outcome);
+        if (target) moves.set(target, [...(moves.get(target) ?? []), Number(message.key.uid)]);
       }
       for (const [target, list] of moves) await client.messageMove(list.join(','), target, { uid: true });
     }

@@ -5,10 +5,11 @@
  * maildirs); the system's /etc/dovecot and /var/run/dovecot are never touched. The directory
  * survives stop() (so restart() can bring the same mailboxes back) and is removed when the
  * test process exits, unless KEYMAILER_KEEP_DOVECOT=1 is set (handy to read dovecot.log).
- * Any instance still running at process exit is sent SIGTERM.
+ * Any instance still running at process exit is sent SIGTERM (master and children).
+ * DOVECOT_BIN overrides the binary (default /usr/sbin/dovecot or /usr/local/sbin/dovecot).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -25,9 +26,10 @@ export interface Dovecot {
   /** the instance's temporary directory (dovecot.conf, dovecot.log, mail/<user>/Maildir) */
   dir: string;
   /**
-   * SIGTERM to the master, then wait until it is gone and the port is closed.
-   * All IMAP sessions are dropped. Mail and the directory stay; restart() starts it again.
-   * Calling stop() on a stopped instance is a no-op.
+   * SIGTERM to the master (pid from base_dir/master.pid) and to every other process of this
+   * instance, then wait until all are gone and the port refuses connections (typically
+   * 30-150 ms). Open IMAP sessions get `* BYE Server shutting down.` and are closed at once.
+   * Mail and the directory stay; restart() starts it again. No-op when already stopped.
    */
   stop(): Promise<void>;
   /** stop() (if running), then start again on the same port with the same maildirs */
@@ -38,14 +40,14 @@ export interface Dovecot {
    *
    * How: the server is stopped (every IMAP session is dropped, exactly as restart() does);
    * in the mailbox's maildir folder (INBOX: mail/<user>/Maildir, others:
-   * mail/<user>/Maildir/.<name>) every message file is moved out of cur/ and new/ to a
-   * holding folder, dovecot-uidlist and the dovecot.index* files are deleted (as is the
-   * user's mailbox-list index, dovecot.list.index*, which caches UIDVALIDITY), then the
-   * message files are moved back into cur/ (or new/) under their old names, so flags
-   * encoded in the names (`:2,S`) survive. The server is started again on the same port.
-   * Dovecot then allocates the new UIDVALIDITY from the user's `dovecot-uidvalidity` file,
-   * which is kept, so the value is always greater than the old one.
-   * Throws if the mailbox does not exist. `name` is the IMAP name ('INBOX' or e.g. 'Orders';
+   * mail/<user>/Maildir/.<name>) dovecot-uidlist (the filename -> UID map whose header holds
+   * UIDVALIDITY) and the dovecot.index* files are deleted, as is the user's mailbox-list index
+   * (Maildir/dovecot.list.index*, which caches UIDVALIDITY for STATUS). The message files in
+   * cur/ and new/ stay untouched, so flags encoded in their names (`:2,S`) survive. The server
+   * is then started again on the same port and rescans the folder: every message gets a new
+   * UID (1..n) and the mailbox a new UIDVALIDITY, allocated from Maildir/dovecot-uidvalidity
+   * (kept), so it is always greater than the old one (observed: +1 or +2).
+   * Only d.user's mailboxes. Throws if the mailbox does not exist. `name` is the IMAP name ('INBOX' or e.g. 'Orders';
    * the hierarchy separator is '.'). If the server was stopped it stays stopped.
    */
   recreateMailbox(name: string): Promise<void>;
@@ -61,19 +63,17 @@ const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 10_000;
 
 const liveDirs = new Set<string>();
-const livePids = new Map<string, number>();
+/** dir -> master pid of every instance this process started and has not stopped */
+const liveMasters = new Map<string, number>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const pid of livePids.values()) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
+    for (const [dir, master] of liveMasters) {
+      if (isMaster(master, dir)) signal(master, 'SIGTERM');
+      for (const pid of instancePids(dir, master)) signal(pid, 'SIGTERM');
     }
     if (process.env['KEYMAILER_KEEP_DOVECOT'] === '1') return;
     for (const dir of liveDirs) {
@@ -84,6 +84,60 @@ function installExitHook(): void {
       }
     }
   });
+}
+
+function instanceName(dir: string): string {
+  return `km-${path.basename(dir)}`;
+}
+
+/** true when pid is a live `dovecot -c <dir>/dovecot.conf` (guards against stale/reused pids) */
+function isMaster(pid: number, dir: string): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(path.join(dir, 'dovecot.conf'));
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/**
+ * Live (non-zombie) processes of one instance other than the master: children of the master,
+ * plus anything whose process title is `dovecot-<instance_name>/...` (Dovecot retitles its
+ * children that way; ones that outlived the master have been re-parented to PID 1).
+ */
+function instancePids(dir: string, master: number | undefined): number[] {
+  const title = `dovecot-${instanceName(dir)}/`;
+  const found: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return found;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === master) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const state = rest[0];
+      const ppid = Number(rest[1]);
+      if (state === 'Z' || state === 'X') continue;
+      if (ppid === master || readFileSync(`/proc/${e}/cmdline`, 'latin1').startsWith(title)) found.push(pid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return found;
 }
 
 function findDovecot(): string {
@@ -152,7 +206,7 @@ function mailIds(): UnixIds & { asRoot: boolean; userName: string; groupName: st
 }
 
 function buildConfig(dir: string, port: number, ids: ReturnType<typeof mailIds>): string {
-  const instance = `km-${path.basename(dir)}`;
+  const instance = instanceName(dir);
   const loginUser = ids.asRoot ? 'dovenull' : ids.userName;
   const internalUser = ids.asRoot ? 'dovecot' : ids.userName;
   return `# generated by test/support/dovecot.ts
@@ -334,14 +388,7 @@ class DovecotInstance implements Dovecot {
     for (;;) {
       if (await probeGreeting(this.port, 500)) break;
       if (Date.now() > deadline) {
-        const pid = await this.readPid();
-        if (pid !== undefined) {
-          try {
-            process.kill(pid, 'SIGTERM');
-          } catch {
-            /* gone */
-          }
-        }
+        await this.stop().catch(() => undefined);
         throw new Error(
           `dovecot did not greet on 127.0.0.1:${this.port} within ${START_TIMEOUT_MS} ms` +
             `${output ? ` (output: ${output})` : ''}\n--- ${this.logFile} ---\n${await tail(this.logFile)}`,
@@ -350,47 +397,61 @@ class DovecotInstance implements Dovecot {
       await sleep(25);
     }
     const pid = await this.readPid();
-    if (pid !== undefined) livePids.set(this.dir, pid);
+    if (pid !== undefined) liveMasters.set(this.dir, pid);
     this.running = true;
   }
 
+  /** the master's pid, only if that process really is this instance's master (no stale pid file) */
   private async readPid(): Promise<number | undefined> {
+    let n: number | undefined;
     try {
-      const n = Number((await fs.readFile(this.pidFile, 'utf8')).trim());
-      return Number.isInteger(n) && n > 0 ? n : undefined;
+      n = Number((await fs.readFile(this.pidFile, 'utf8')).trim());
     } catch {
-      return undefined;
+      n = liveMasters.get(this.dir);
     }
+    return n !== undefined && isMaster(n, this.dir) ? n : undefined;
   }
 
   async stop(): Promise<void> {
-    const pid = (await this.readPid()) ?? livePids.get(this.dir);
-    if (pid === undefined || !pidAlive(pid)) {
+    const master = await this.readPid();
+    const alive = (): number[] => {
+      const pids = instancePids(this.dir, master);
+      if (master !== undefined && pidAlive(master)) pids.push(master);
+      return pids;
+    };
+    if (alive().length === 0) {
       this.running = false;
-      livePids.delete(this.dir);
+      liveMasters.delete(this.dir);
       return;
     }
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    // The master alone is not enough: on SIGTERM it exits after ~1 s, but imap processes
+    // (and log/stats) outlive it, keeping client sessions open for ~9 more seconds before
+    // sending "* BYE Server shutting down.". So every process of the instance gets SIGTERM
+    // (an imap process answers that with the BYE and closes at once).
+    if (master !== undefined) signal(master, 'SIGTERM');
+    for (const pid of instancePids(this.dir, master)) signal(pid, 'SIGTERM');
+    let deadline = Date.now() + STOP_TIMEOUT_MS;
     let killed = false;
-    while (pidAlive(pid) || (await portOpen(this.port))) {
+    for (;;) {
+      const left = alive();
+      if (left.length === 0 && !(await portOpen(this.port))) break;
       if (Date.now() > deadline) {
         if (killed) {
           throw new Error(
-            `dovecot (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS} ms\n--- ${this.logFile} ---\n${await tail(this.logFile)}`,
+            `dovecot did not stop within ${STOP_TIMEOUT_MS} ms (pids ${left.join(',')})\n--- ${this.logFile} ---\n${await tail(this.logFile)}`,
           );
         }
         killed = true;
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
+        deadline = Date.now() + 2000;
+        for (const pid of left) signal(pid, 'SIGKILL');
+      } else {
+        // children spawned or re-parented since the first round
+        for (const pid of left) if (pid !== master) signal(pid, 'SIGTERM');
       }
       await sleep(20);
     }
     this.running = false;
-    livePids.delete(this.dir);
+    liveMasters.delete(this.dir);
   }
 
   async restart(): Promise<void> {
@@ -410,29 +471,13 @@ class DovecotInstance implements Dovecot {
     }
     const wasRunning = this.running;
     await this.stop();
-    const hold = path.join(this.dir, `recreate-${Date.now()}`);
-    await fs.mkdir(hold);
-    const moved: { sub: 'cur' | 'new'; file: string }[] = [];
-    for (const sub of ['cur', 'new'] as const) {
-      for (const file of await fs.readdir(path.join(folder, sub))) {
-        await fs.rename(path.join(folder, sub, file), path.join(hold, file));
-        moved.push({ sub, file });
+    const removeIndexFiles = async (dirPath: string, prefixes: string[]): Promise<void> => {
+      for (const e of await fs.readdir(dirPath)) {
+        if (prefixes.some((p) => e === p || e.startsWith(`${p}.`))) await fs.rm(path.join(dirPath, e), { force: true });
       }
-    }
-    const stale = (dirPath: string, prefixes: string[]): Promise<void[]> =>
-      fs.readdir(dirPath).then((entries) =>
-        Promise.all(
-          entries
-            .filter((e) => prefixes.some((p) => e === p || e.startsWith(`${p}.`)))
-            .map((e) => fs.rm(path.join(dirPath, e), { force: true })),
-        ),
-      );
-    await stale(folder, ['dovecot-uidlist', 'dovecot.index']);
-    await stale(root, ['dovecot.list.index']);
-    for (const { sub, file } of moved) {
-      await fs.rename(path.join(hold, file), path.join(folder, sub, file));
-    }
-    await fs.rm(hold, { recursive: true, force: true });
+    };
+    await removeIndexFiles(folder, ['dovecot-uidlist', 'dovecot.index']);
+    await removeIndexFiles(root, ['dovecot.list.index']);
     if (wasRunning) await this.start();
   }
 }
