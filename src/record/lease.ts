@@ -13,6 +13,21 @@ export interface LeaseHolder {
   readonly expiresAt: number;
 }
 
+/**
+ * A holder on this machine whose process is gone (killed, crashed): its lease need not run out,
+ * so a restart after a crash resumes at once instead of waiting for the expiry.
+ */
+function isDeadLocalHolder(holder: string): boolean {
+  const match = /^(.*) pid (\d+)$/.exec(holder);
+  if (!match || match[1] !== os.hostname()) return false;
+  try {
+    process.kill(Number(match[2]), 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export class Lease {
   readonly holder = `${os.hostname()} pid ${process.pid}`;
 
@@ -27,7 +42,7 @@ export class Lease {
     const now = this.clock();
     return this.db.transaction((): boolean => {
       const row = this.current();
-      if (row && row.holder !== this.holder && row.expiresAt > now) return false;
+      if (row && row.holder !== this.holder && row.expiresAt > now && !isDeadLocalHolder(row.holder)) return false;
       this.db
         .prepare(
           `INSERT INTO lease (name, holder, expires_at) VALUES ('daemon', ?, ?)
