@@ -12,12 +12,16 @@ module.exports = {
       autorestart: true,
       // A stop must not cut an SMTP send in half: give the graceful stop time to finish.
       kill_timeout: 15000,
+      // The daemon says ready (process.send('ready')) once IMAP is in IDLE and HTTP listens.
+      wait_ready: true,
+      listen_timeout: 20000,
       exp_backoff_restart_delay: 1000,
       max_memory_restart: '300M',
       out_file: 'data/logs/pm2-out.log',
       error_file: 'data/logs/pm2-error.log',
       time: true,
       env: { NODE_ENV: 'production' },
+      // `pm2 start ecosystem.config.js` passes its own environment (KEYMAILER_CONFIG, passwords).
     },
   ],
 };
