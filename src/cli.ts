@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { registerAvangateCommands } from './commands/avangate';
+import { registerSellerCommands } from './commands/seller';
 import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
@@ -60,6 +61,7 @@ export function buildProgram(): Command {
     });
 
   registerSerialCommands(program, (configPath) => loadConfig(configPath).config.products);
+  registerSellerCommands(program);
   registerAvangateCommands(program, (configPath) => {
     const settings = loadConfig(configPath).config.vendors.avangate;
     const secret = settings?.secret;
@@ -329,6 +331,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 if (require.main === module) {
+  // stdout carries command results only (JSON lines, serials): a library that calls console.log
+  // (mailauth does, on some crafted signatures) must not corrupt them.
+  console.log = (...args: unknown[]): void => console.error(...args);
   // `keymailer orders | head` closes the pipe early: that is not an error worth a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(EXIT.ok);

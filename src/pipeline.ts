@@ -209,11 +209,14 @@ export class Pipeline {
         state = 'ignored';
         log.info('message ignored', { uid: key.uid, vendor: decision.vendor, reason });
         break;
-      case 'refund':
+      case 'refund': {
         state = 'refund';
-        log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason });
+        const touched = decision.refundOf && decision.vendor ? store.markRefunded(decision.vendor, decision.refundOf, reason ?? 'refund', messageRow) : 0;
+        if (touched === 0) reason = `${reason ?? 'refund'} (no such order in keymailer's log)`;
+        log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason, ordersMarked: touched });
         this.options.alert?.('refund', `${decision.vendor ?? 'vendor'} refund or chargeback for order ${decision.refundOf ?? '(unknown)'}`, reason ?? undefined);
         break;
+      }
       default: {
         const reviews = await this.commitOrders(decision, messageRow, key, handleOptions);
         state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';

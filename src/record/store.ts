@@ -216,6 +216,24 @@ export class Store {
     })();
   }
 
+  /**
+   * Marks the vendor's order as refunded (or charged back); returns how many order rows (line
+   * items) it touched: 0 when keymailer never saw that order.
+   */
+  markRefunded(vendor: string, vendorOrderId: string, reason: string, messageRow: number): number {
+    return this.db.transaction((): number => {
+      const rows = this.db
+        .prepare('SELECT id FROM orders WHERE vendor = ? AND vendor_order_id = ?')
+        .all(vendor, vendorOrderId) as { id: number }[];
+      const at = now();
+      for (const { id } of rows) {
+        this.db.prepare(`UPDATE orders SET state = 'refunded', reason = ?, updated_at = ? WHERE id = ?`).run(reason, at, id);
+        this.event(id, messageRow, 'refunded', reason);
+      }
+      return rows.length;
+    })();
+  }
+
   /** Queues a mail in the outbox; a second mail with the same Message-ID is ignored. */
   enqueue(mail: OutgoingMail, orderId: number | null, at: string = now()): void {
     this.db
