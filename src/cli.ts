@@ -156,12 +156,19 @@ async function daemon(app: App): Promise<number> {
     return EXIT.ok;
   }
   const renewal = setInterval(() => {
+    // Also picks up mail queued by another process (`keymailer resend` while the daemon runs).
+    void app.outbox.kick();
     if (!app.lease.renew()) {
       app.log.error('lost the database lease to another keymailer; stopping so only one works the mailbox');
       process.kill(process.pid, 'SIGTERM');
     }
   }, (app.loaded.config.leaseSeconds * 1000) / 3);
   try {
+    // Only the lease holder listens: a standby would answer Avangate for a database it does not work.
+    if (app.http) {
+      await app.http.listen();
+      app.log.info('HTTP listening', { at: `${app.loaded.config.http?.host}:${app.loaded.config.http?.port}` });
+    }
     await app.source.start(app.pipeline.handle);
     void app.outbox.kick();
     app.log.info('watching for notifications', { source: app.source.description });

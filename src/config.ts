@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import { keyTextProblem, serialSettingsSchema } from './fulfil/serial-settings';
+import { avangateProductSchema, avangateVendorSchema } from './http/avangate-settings';
 
 /** The project root: templates/ and examples/ ship here; the embedded demo keeps its data here. */
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
@@ -31,6 +32,8 @@ const productSchema = z
     match: z.array(nonEmpty).min(1, 'must list at least one name the vendors use for this product'),
     template: z.string().regex(/^[a-z0-9_-]+$/i, 'must be a template name such as "serial"').default('serial'),
     serial: serialSettingsSchema.optional(),
+    /** How Avangate's key generator answers for this product (src/http/avangate-settings.ts). */
+    avangate: avangateProductSchema.optional(),
   })
   .strict();
 
@@ -108,6 +111,14 @@ export const configSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    // vendors.avangate belongs to the HTTP listener; checked here so a bad value stops start-up with its key.
+    const avangate = config.vendors['avangate'];
+    if (avangate !== undefined) {
+      const result = avangateVendorSchema.safeParse(avangate);
+      for (const issue of result.success ? [] : result.error.issues) {
+        ctx.addIssue({ code: 'custom', path: ['vendors', 'avangate', ...issue.path.map(String)], message: issue.message });
+      }
+    }
     const seen = new Set<string>();
     config.products.forEach((product, index) => {
       if (seen.has(product.id)) {

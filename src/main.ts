@@ -10,6 +10,7 @@ import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
 import { Renderer } from './deliver/render';
 import { coerceError } from './errors';
 import type { Logger } from './log';
+import { buildHttpApp, type HttpApp } from './http/app';
 import { OutboxSender } from './outbox';
 import { Pipeline } from './pipeline';
 import { openDatabase, type Db } from './record/db';
@@ -31,6 +32,8 @@ export interface App {
   readonly alerts: Alerts;
   readonly pipeline: Pipeline;
   readonly source: Source;
+  /** The HTTP listener (health, metrics, Avangate), built but not listening; null without `http:` in the config. */
+  readonly http: HttpApp | null;
   /** Stops intake, finishes the message in hand, flushes the outbox if it can, closes everything. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -61,6 +64,17 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
   const source: Source = config.imap
     ? new ImapSource(config.imap, log, config.poll, config.maxMessageSize)
     : new DropFolderSource(config.dropFolder, log, config.poll, config.maxMessageSize);
+  let http: HttpApp | null = null;
+  try {
+    http = config.http ? buildHttpApp({ loaded, log, db, pipeline, source, alerts }) : null;
+  } catch (err) {
+    // A bad vendors.avangate or products[].avangate value: release the database before the ConfigError reaches the CLI.
+    db.close();
+    throw err;
+  }
+  if (!config.http && config.vendors['avangate'] !== undefined) {
+    log.warn('vendors.avangate is set but http is not: Avangate cannot reach keymailer; add http: { host, port }');
+  }
   const outage = watchOutage(source, alerts, log);
   // Keeps the WAL file from growing without bound on a box that runs for months.
   const checkpoint = setInterval(() => {
@@ -76,6 +90,8 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     stopping ??= (async () => {
       clearInterval(outage);
       clearInterval(checkpoint);
+      // Intake first: no new Avangate order may be answered while the rest shuts down.
+      await http?.close();
       await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
       await alerts.stop();
       await outbox?.stop();
@@ -85,7 +101,7 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     })();
     return stopping;
   };
-  return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, stop };
+  return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, http, stop };
 }
 
 /** Tells the owner once per outage when the mailbox has been unreachable for 15 minutes. */

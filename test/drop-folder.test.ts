@@ -40,7 +40,8 @@ function drop(inbox: string, example: string, as = example): void {
 
 async function buyerMails(outbox: string): Promise<{ to: string; text: string; html: string; messageId: string }[]> {
   if (!fs.existsSync(outbox)) return [];
-  const names = fs.readdirSync(outbox).filter((n) => n.endsWith('.eml')).sort();
+  // Owner alerts land in the same folder; a buyer mail is anything else.
+  const names = fs.readdirSync(outbox).filter((n) => n.endsWith('.eml') && !n.startsWith('alert-')).sort();
   return Promise.all(
     names.map(async (n) => {
       const mail = await simpleParser(fs.readFileSync(path.join(outbox, n)));
