@@ -12,9 +12,10 @@ import { registerSellerCommands } from './commands/seller';
 import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
-import { createLogger, type Logger } from './log';
+import { closeLogger, createLogger, type Logger } from './log';
+import { pinProcessClockToUtc } from './schedules';
 import { buildApp, seedDemo, type App } from './main';
-import { decide, type Decision } from './pipeline';
+import { decide, decideContext, summarise } from './decide';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource } from './source/imap';
 import type { IncomingMessage, MessageHandler, MessageKey } from './types';
@@ -93,8 +94,26 @@ async function run(options: RunOptions): Promise<number> {
   }
   const loaded = loadOrExit(options.config);
   if (!loaded) return EXIT.config;
-  const log = createLogger({ level: loaded.config.log.level, secrets: loaded.secrets, stderr: !!options.dryRun });
-  if (options.dryRun) return dryRun(loaded, log, options.reprocess);
+  const settings = loaded.config.log;
+  const log = createLogger({
+    level: settings.level,
+    secrets: loaded.secrets,
+    stderr: !!options.dryRun,
+    // --dry-run touches nothing, log files included.
+    ...(options.dryRun ? {} : { file: { dir: settings.dir, maxSize: settings.maxSize, maxFiles: settings.maxFiles } }),
+  });
+  // node-cron 4.6.0 loops at the autumn DST change when the process zone has DST; jobs keep the
+  // seller's zone through their own timezone option (see schedules.ts).
+  if (!options.dryRun) pinProcessClockToUtc();
+  if (options.dryRun) {
+    try {
+      return await dryRun(loaded, log, options.reprocess);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`keymailer: config error: ${err.message}\n`);
+      return EXIT.config;
+    }
+  }
   if (loaded.file === null) {
     log.info('running the built-in demo configuration (no config.yaml found)');
     log.info('to go live: copy config.example.yaml to config.yaml, fill in IMAP, SMTP and your products, then start again');
@@ -130,6 +149,7 @@ async function run(options: RunOptions): Promise<number> {
     return EXIT.failed;
   } finally {
     await app.stop();
+    await closeLogger(log);
   }
 }
 
@@ -170,6 +190,7 @@ async function daemon(app: App): Promise<number> {
       app.log.info('HTTP listening', { at: `${app.loaded.config.http?.host}:${app.loaded.config.http?.port}` });
     }
     await app.source.start(app.pipeline.handle);
+    app.startSchedules();
     void app.outbox.kick();
     app.log.info('watching for notifications', { source: app.source.description });
     process.send?.('ready');
@@ -262,8 +283,9 @@ function findMessages(app: App, target: string): IncomingMessage[] | null {
 
 /** Prints what would happen to each waiting message (or the reprocess target), touching nothing. */
 async function dryRun(loaded: LoadedConfig, log: Logger, target: string | undefined): Promise<number> {
+  const context = decideContext(loaded);
   const report = async (label: string, raw: Buffer): Promise<void> => {
-    const decision = await decide(raw, loaded.config.products);
+    const decision = await decide(raw, context);
     process.stdout.write(`${JSON.stringify({ message: label, ...summarise(decision) })}\n`);
   };
   if (target) {
@@ -299,28 +321,6 @@ async function dryRun(loaded: LoadedConfig, log: Logger, target: string | undefi
     }
   }
   return EXIT.ok;
-}
-
-/** The JSON shape of a decision, shared with `keymailer parse`. */
-export function summarise(decision: Decision): Record<string, unknown> {
-  return {
-    vendor: decision.vendor,
-    action: decision.action,
-    reason: decision.reason,
-    orders: decision.orders.map((o) => ({
-      orderId: o.vendorOrderId,
-      buyerName: o.buyerName,
-      buyerEmail: o.buyerEmail,
-      licenseName: o.licenseName,
-      product: o.product,
-      productCode: o.productCode,
-      quantity: o.quantity,
-      price: o.price,
-      currency: o.currency,
-      test: o.test,
-      productId: o.productId,
-    })),
-  };
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -9,6 +9,8 @@ import { z } from 'zod';
 import { ConfigError } from './errors';
 import { keyTextProblem, serialSettingsSchema } from './fulfil/serial-settings';
 import { avangateProductSchema, avangateVendorSchema } from './http/avangate-settings';
+import { logSettingsSchema } from './log';
+import { backupSettingsSchema, summarySettingsSchema, timezoneSchema } from './schedules';
 
 /** The project root: templates/ and examples/ ship here; the embedded demo keeps its data here. */
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
@@ -96,10 +98,11 @@ export const configSchema = z
     leaseSeconds: z.number().int().min(2).max(600).default(30),
     /** Owner alerts are grouped: at most one alert mail per this many minutes. */
     alertWindowMinutes: z.number().positive().default(15),
-    log: z
-      .object({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info') })
-      .strict()
-      .default({ level: 'info' }),
+    log: logSettingsSchema,
+    /** IANA zone for schedules and the summary's times; default: the system's zone. */
+    timezone: timezoneSchema,
+    summary: summarySettingsSchema,
+    backup: backupSettingsSchema,
     /**
      * authserv-ids of the seller's own receiving mail servers: their topmost Authentication-Results
      * header is trusted as proof that a notification came from its vendor.
@@ -157,6 +160,9 @@ owner: { email: seller@example.com }
 dropFolder: data/inbox
 outbox: data/outbox
 from: "Demo Software <sales@example.com>"
+# The demo's sample notifications are not signed by Kagi: accept them unchecked. A real
+# config keeps the check on (the default), so a forged sale never gets a serial.
+vendors: { kagi: { auth: none } }
 products:
   - id: widget-pro
     name: Widget Pro
@@ -213,6 +219,8 @@ export function parseConfig(
   config.database = resolve(config.database);
   config.dropFolder = resolve(config.dropFolder);
   config.outbox = resolve(config.outbox);
+  config.log.dir = resolve(config.log.dir);
+  config.backup.dir = resolve(config.backup.dir);
   const templatesDir = config.templates ? resolve(config.templates) : path.join(PROJECT_ROOT, 'templates');
   collectSecrets(config, secrets);
   return deepFreeze({ config, file, templatesDir, secrets: [...new Set(secrets.filter((s) => s.length >= 4))] });

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Alerts } from './alerts';
+import { decideContext, uncheckedVendors } from './decide';
 import { PROJECT_ROOT, type LoadedConfig } from './config';
 import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
 import { Renderer } from './deliver/render';
@@ -12,6 +13,7 @@ import { coerceError } from './errors';
 import type { Logger } from './log';
 import { buildHttpApp, type HttpApp } from './http/app';
 import { OutboxSender } from './outbox';
+import { startSchedules, type Schedules } from './schedules';
 import { Pipeline } from './pipeline';
 import { openDatabase, type Db } from './record/db';
 import { Lease } from './record/lease';
@@ -34,6 +36,8 @@ export interface App {
   readonly source: Source;
   /** The HTTP listener (health, metrics, Avangate), built but not listening; null without `http:` in the config. */
   readonly http: HttpApp | null;
+  /** Starts the daily summary and the nightly backup (daemon only; not --once or --reprocess). */
+  startSchedules(): void;
   /** Stops intake, finishes the message in hand, flushes the outbox if it can, closes everything. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -60,7 +64,18 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     alertAfterMs: config.delivery.alertAfterMinutes * 60_000,
     giveUpAfterMs: config.delivery.giveUpHours * 3600_000,
   });
-  const pipeline = new Pipeline({ loaded, store, renderer, log, onMailQueued: kick, alert: alerts.raise });
+  let schedules: Schedules | null = null;
+  const startJobs = (): void => {
+    schedules ??= startSchedules({
+      db, log, timezone: config.timezone, owner: config.owner.email, from: config.from,
+      summary: config.summary, backup: config.backup, onQueued: kick,
+    });
+  };
+  const context = decideContext(loaded);
+  for (const vendor of uncheckedVendors(context)) {
+    log.warn(`${vendor} notifications are accepted WITHOUT checking they come from ${vendor} (auth: none in the config)`);
+  }
+  const pipeline = new Pipeline({ loaded, store, renderer, log, context, onMailQueued: kick, alert: alerts.raise });
   const source: Source = config.imap
     ? new ImapSource(config.imap, log, config.poll, config.maxMessageSize)
     : new DropFolderSource(config.dropFolder, log, config.poll, config.maxMessageSize);
@@ -93,6 +108,7 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
       // Intake first: no new Avangate order may be answered while the rest shuts down.
       await http?.close();
       await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
+      await schedules?.stop();
       await alerts.stop();
       await outbox?.stop();
       mailer.close();
@@ -101,7 +117,7 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     })();
     return stopping;
   };
-  return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, http, stop };
+  return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, http, startSchedules: startJobs, stop };
 }
 
 /** Tells the owner once per outage when the mailbox has been unreachable for 15 minutes. */

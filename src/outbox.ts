@@ -72,12 +72,12 @@ export class OutboxSender {
           const age = Date.now() - Date.parse(mail.created_at);
           if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
             store.markFailed(mail, err.message);
-            if (mail.kind !== 'alert') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
+            if (mail.kind !== 'alert' && mail.kind !== 'summary') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
             log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
           } else {
             const jittered = backoffDelay(mail.attempts, this.options.baseDelayMs ?? 30_000, this.options.maxDelayMs ?? 3600_000);
             store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());
-            if (mail.kind !== 'alert' && age > (this.options.alertAfterMs ?? 3600_000) && store.markAlerted(mail)) {
+            if (mail.kind !== 'alert' && mail.kind !== 'summary' && age > (this.options.alertAfterMs ?? 3600_000) && store.markAlerted(mail)) {
               this.options.alert?.('mail-waiting', `${mail.kind} mail to ${mail.recipient} has waited ${Math.round(age / 60_000)} minutes`, err.message);
             }
             log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });

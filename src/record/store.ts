@@ -55,7 +55,7 @@ export interface OutboxRow {
 
 /** A mail to send, built completely before the transaction that records it. */
 export interface OutgoingMail {
-  readonly kind: 'serial' | 'resend' | 'alert';
+  readonly kind: 'serial' | 'resend' | 'alert' | 'summary';
   readonly messageId: string;
   readonly recipient: string;
   readonly raw: Buffer;
@@ -113,6 +113,11 @@ export class Store {
     return this.db
       .prepare(`SELECT * FROM messages WHERE message_id = ? AND state != 'seen' ORDER BY id LIMIT 1`)
       .get(messageId) as MessageRow | undefined;
+  }
+
+  messageReceivedAt(id: number): string {
+    const row = this.db.prepare('SELECT received_at FROM messages WHERE id = ?').get(id) as { received_at: string } | undefined;
+    return row?.received_at ?? new Date().toISOString();
   }
 
   messageRaw(id: number): Buffer | undefined {

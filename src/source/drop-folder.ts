@@ -52,7 +52,7 @@ export class DropFolderSource implements Source {
       this.debounce = setTimeout(() => void this.requestPass(handle), 150);
     });
     this.watcher.on('error', (err) => this.log.warn('drop folder watch failed; polling continues', { reason: err.message }));
-    this.poll = cron.schedule(this.pollSchedule, () => void this.requestPass(handle), { noOverlap: true, name: 'drop-poll' });
+    this.poll = cron.schedule(this.pollSchedule, () => void this.requestPass(handle), { noOverlap: true, name: 'drop-poll', timezone: 'UTC' });
   }
 
   async drain(handle: MessageHandler): Promise<void> {

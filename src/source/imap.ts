@@ -63,7 +63,7 @@ export class ImapSource implements Source {
     this.handler = handle;
     await this.connect();
     await this.requestPass();
-    this.poll = cron.schedule(this.pollSchedule, () => this.onPoll(), { noOverlap: true, name: 'imap-poll' });
+    this.poll = cron.schedule(this.pollSchedule, () => this.onPoll(), { noOverlap: true, name: 'imap-poll', timezone: 'UTC' });
   }
 
   async drain(handle: MessageHandler): Promise<void> {
