@@ -1,48 +1,41 @@
 /**
  * Kagi: the seller receives a copy of the buyer's payment acknowledgement, plain text,
- * "Label: value" lines, one block per product starting at "Product Name".
+ * "Label: value" lines, one block per product starting at "Product Name". Each product blurb ends
+ * with "SQNM-<name> <number>", Kagi's per-product sequence number.
  */
 import { ParseError } from '../src/errors';
-import { defineParser } from '../src/parse/define-parser';
-import { firstValue, labelLines, parseMoney, splitBlocks } from '../src/parse/labels';
+import { defineParser, sentFrom } from '../src/parse/define-parser';
+import { emailIn, firstValue, labelLines, parseMoney, quantityOf, splitBlocks } from '../src/parse/labels';
+import { bodyText } from '../src/parse/notification';
 import type { ParsedOrder } from '../src/types';
-
-const SENDERS = /@(?:[a-z0-9-]+\.)*kagi\.com$/;
 
 export default defineParser({
   id: 'kagi',
   label: 'Kagi',
-  matches: (n) => SENDERS.test(n.fromAddress),
+  matches: sentFrom('kagi.com'),
   parse(n) {
     if (!/payment acknowledgement/i.test(n.subject)) {
       return { kind: 'ignore', reason: `Kagi mail that is not a payment acknowledgement: "${n.subject}"` };
     }
-    const { header, blocks } = splitBlocks(labelLines(n.text), 'Product Name');
+    const { header, blocks } = splitBlocks(labelLines(bodyText(n, 'Kagi Transaction ID')), 'Product Name');
     const transactionId = firstValue(header, 'Kagi Transaction ID', 'Transaction ID');
-    if (!transactionId) throw new ParseError('Kagi acknowledgement without a "Kagi Transaction ID" line');
+    if (!transactionId) throw new ParseError('acknowledgement without a "Kagi Transaction ID" line');
+    const where = `order ${transactionId}`;
     const buyerName = firstValue(header, 'Purchaser Name');
-    if (!buyerName) throw new ParseError(`Kagi order ${transactionId}: no "Purchaser Name"`);
-    const buyerEmail = firstValue(header, 'Purchaser Email');
-    if (!buyerEmail || !buyerEmail.includes('@')) {
-      throw new ParseError(`Kagi order ${transactionId}: no buyer email address, the serial must be delivered by hand`);
-    }
-    if (blocks.length === 0) throw new ParseError(`Kagi order ${transactionId}: no "Product Name" line`);
+    if (!buyerName) throw new ParseError(`${where}: no "Purchaser Name"`);
+    const buyerEmail = emailIn(firstValue(header, 'Purchaser Email'));
+    if (!buyerEmail) throw new ParseError(`${where}: no buyer email address, the serial must be delivered by hand`);
+    if (blocks.length === 0) throw new ParseError(`${where}: no "Product Name" line`);
     const orders = blocks.map((block): ParsedOrder => {
-      const product = firstValue(block, 'Product Name') ?? '';
-      const quantityText = firstValue(block, 'Quantity Ordered', 'Quantity') ?? '1';
-      const quantity = Number(quantityText);
-      if (!Number.isInteger(quantity) || quantity < 1) {
-        throw new ParseError(`Kagi order ${transactionId}: quantity "${quantityText}" is not a whole number`);
-      }
       const money = parseMoney(firstValue(block, 'Unit Payment', 'Total') ?? '');
       return {
         vendorOrderId: transactionId,
         buyerName,
-        buyerEmail: buyerEmail.toLowerCase(),
+        buyerEmail,
         licenseName: firstValue(block, 'Registration Name') ?? firstValue(header, 'Registration Name'),
-        product,
+        product: firstValue(block, 'Product Name') ?? '',
         productCode: firstValue(block, 'Product ID'),
-        quantity,
+        quantity: quantityOf(firstValue(block, 'Quantity Ordered', 'Quantity'), where),
         price: money?.amount ?? null,
         currency: money?.currency ?? null,
         test: false,

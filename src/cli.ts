@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { registerAvangateCommands } from './commands/avangate';
+import { registerParseCommand } from './commands/parse';
 import { registerSellerCommands } from './commands/seller';
 import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
@@ -63,6 +64,7 @@ export function buildProgram(): Command {
 
   registerSerialCommands(program, (configPath) => loadConfig(configPath).config.products);
   registerSellerCommands(program);
+  registerParseCommand(program);
   registerAvangateCommands(program, (configPath) => {
     const settings = loadConfig(configPath).config.vendors.avangate;
     const secret = settings?.secret;

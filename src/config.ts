@@ -10,6 +10,7 @@ import { ConfigError } from './errors';
 import { keyTextProblem, serialSettingsSchema } from './fulfil/serial-settings';
 import { avangateProductSchema, avangateVendorSchema } from './http/avangate-settings';
 import { logSettingsSchema } from './log';
+import { configurableVendorSchema, isConfigurableVendor } from './parse/configurable';
 import { backupSettingsSchema, summarySettingsSchema, timezoneSchema } from './schedules';
 
 /** The project root: templates/ and examples/ ship here; the embedded demo keeps its data here. */
@@ -120,6 +121,14 @@ export const configSchema = z
       const result = avangateVendorSchema.safeParse(avangate);
       for (const issue of result.success ? [] : result.error.issues) {
         ctx.addIssue({ code: 'custom', path: ['vendors', 'avangate', ...issue.path.map(String)], message: issue.message });
+      }
+    }
+    // A vendor the seller describes (it has labels) is checked now, so a typo names its key at start.
+    for (const [id, settings] of Object.entries(config.vendors)) {
+      if (!isConfigurableVendor(settings)) continue;
+      const result = configurableVendorSchema.safeParse(settings);
+      for (const issue of result.success ? [] : result.error.issues) {
+        ctx.addIssue({ code: 'custom', path: ['vendors', id, ...issue.path.map(String)], message: issue.message });
       }
     }
     const seen = new Set<string>();

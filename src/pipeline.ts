@@ -4,39 +4,17 @@
  * transaction). Sending happens afterwards, from the outbox (see outbox.ts).
  */
 import crypto from 'node:crypto';
-import type { LoadedConfig, ProductConfig } from './config';
-import { coerceError } from './errors';
-import { matchProduct } from './fulfil/products';
-import { SerialError, makeSerials } from './fulfil/serial';
 import type { RaiseAlert } from './alerts';
-import type { Logger } from './log';
-import { toNotification } from './parse/notification';
-import { PARSERS, findParser } from './parse/registry';
+import type { LoadedConfig, ProductConfig } from './config';
+import { decide, tooLargeDecision, type DecideContext, type DecidedOrder, type Decision } from './decide';
 import type { Renderer } from './deliver/render';
+import { coerceError } from './errors';
+import { SerialError, makeSerials } from './fulfil/serial';
+import type { Logger } from './log';
 import type { MessageState, OrderRow, Store } from './record/store';
-import type { IncomingMessage, MessageKey, MessageOutcome, Notification, ParsedOrder, VendorParser } from './types';
+import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from './types';
 
-export type Action = 'fulfill' | 'refund' | 'ignore' | 'review';
-
-export interface DecidedOrder extends ParsedOrder {
-  readonly orderKey: string;
-  readonly productId: string | null;
-  /** The name the serial is made for: the license name when given, else the buyer's name. */
-  readonly nameToLicense: string;
-  readonly serials: readonly string[] | null;
-  /** Why this order needs a human; null when it can be fulfilled. */
-  readonly review: string | null;
-}
-
-/** What keymailer concludes about one message, before anything is recorded or sent. */
-export interface Decision {
-  readonly vendor: string | null;
-  readonly action: Action;
-  readonly reason: string | null;
-  readonly orders: readonly DecidedOrder[];
-  readonly notification: Notification | null;
-  readonly refundOf: string | null;
-}
+export type { Decision, DecidedOrder } from './decide';
 
 const sha256 = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
 
@@ -49,103 +27,16 @@ function messageIdOf(raw: Buffer): string | null {
   return value ?? null;
 }
 
-/** Parses and decides, with no side effect at all: shared by the daemon, --dry-run and `parse`. */
-export async function decide(
-  raw: Buffer,
-  products: readonly ProductConfig[],
-  parsers: readonly VendorParser[] = PARSERS,
-  today: string = new Date().toISOString().slice(0, 10),
-): Promise<Decision> {
-  const review = (reason: string, vendor: string | null = null, notification: Notification | null = null): Decision => ({
-    vendor, action: 'review', reason, orders: [], notification, refundOf: null,
-  });
-  let notification: Notification;
-  try {
-    notification = await toNotification(raw);
-  } catch (err) {
-    return review(`cannot decode the message: ${coerceError(err).message}`);
-  }
-  const parser = findParser(notification, parsers);
-  if (!parser) {
-    return review(
-      `no parser recognises this message (From: ${notification.fromAddress || 'none'}, Subject: "${notification.subject}")`,
-      null,
-      notification,
-    );
-  }
-  let result;
-  try {
-    result = parser.parse(notification);
-  } catch (err) {
-    return review(`${parser.label}: ${coerceError(err).message}`, parser.id, notification);
-  }
-  if (result.kind === 'ignore') {
-    return { vendor: parser.id, action: 'ignore', reason: result.reason, orders: [], notification, refundOf: null };
-  }
-  if (result.kind === 'refund') {
-    return { vendor: parser.id, action: 'refund', reason: result.reason, orders: [], notification, refundOf: result.vendorOrderId };
-  }
-  if (result.orders.length === 0) return review(`${parser.label}: a sale without any item`, parser.id, notification);
-  const seenKeys = new Set<string>();
-  const orders = result.orders.map((order, index): DecidedOrder => {
-    const identity =
-      order.vendorOrderId ?? `msg-${sha256(`${parser.id}|${order.buyerEmail}|${notification.messageId ?? sha256(raw)}`).slice(0, 20)}`;
-    let orderKey = `${parser.id}:${identity}:${order.product}`;
-    if (seenKeys.has(orderKey)) orderKey += `#${index + 1}`;
-    seenKeys.add(orderKey);
-    const nameToLicense = order.licenseName ?? order.buyerName;
-    const product = matchProduct(products, order.product, order.productCode);
-    const base = { ...order, orderKey, nameToLicense, productId: product?.id ?? null };
-    if (!product) {
-      const code = order.productCode ? ` (code ${order.productCode})` : '';
-      return { ...base, serials: null, review: `unknown product "${order.product}"${code}: add it to a product's match list` };
-    }
-    try {
-      const serials = makeSerials(product, {
-        name: nameToLicense,
-        email: order.buyerEmail,
-        productId: product.id,
-        orderId: order.vendorOrderId ?? orderKey,
-        quantity: order.quantity,
-        test: order.test,
-        issuedAt: today,
-      });
-      return { ...base, serials, review: null };
-    } catch (err) {
-      if (err instanceof SerialError) return { ...base, serials: null, review: err.message };
-      throw err;
-    }
-  });
-  const problems = orders.filter((o) => o.review !== null).map((o) => o.review);
-  return {
-    vendor: parser.id,
-    action: problems.length > 0 ? 'review' : 'fulfill',
-    reason: problems.length > 0 ? problems.join('; ') : null,
-    orders,
-    notification,
-    refundOf: null,
-  };
-}
-
-/** A message too large to download whole: review, with its size, never parsed. */
-function tooLargeDecision(size: number, limit: number): Decision {
-  const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return {
-    vendor: null,
-    action: 'review',
-    reason: `message of ${mb(size)} is over the ${mb(limit)} limit (maxMessageSize): not downloaded`,
-    orders: [],
-    notification: null,
-    refundOf: null,
-  };
-}
+/** How long a message may stay undecided (DNS temporary errors) before it goes to review. */
+const DEFER_LIMIT_MS = 3600_000;
 
 export interface PipelineOptions {
   readonly loaded: LoadedConfig;
   readonly store: Store;
   readonly renderer: Renderer;
   readonly log: Logger;
-  readonly parsers?: readonly VendorParser[];
+  /** Parsers, products and sender authentication, as decideContext() builds them from the config. */
+  readonly context: DecideContext;
   /** Called after a commit that queued mail, so the outbox sends it at once. */
   readonly onMailQueued?: () => void;
   /** Tells the owner about anything that needs them. */
@@ -196,7 +87,7 @@ export class Pipeline {
     try {
       decision =
         message.tooLarge === undefined
-          ? await decide(raw, this.options.loaded.config.products, this.options.parsers ?? PARSERS)
+          ? await decide(raw, this.options.context)
           : tooLargeDecision(message.tooLarge, this.options.loaded.config.maxMessageSize);
     } catch (err) {
       decision = { vendor: null, action: 'review', reason: `internal error: ${coerceError(err).message}`, orders: [], notification: null, refundOf: null };
@@ -204,7 +95,26 @@ export class Pipeline {
     const messageRow = store.recordMessage(key, raw, hash, decision.notification?.messageId ?? null);
     let state: MessageState;
     let reason = decision.reason;
+    if (decision.action === 'defer') {
+      // A DNS hiccup is no verdict: the message waits and is tried again, for up to an hour.
+      const waited = Date.now() - Date.parse(store.messageReceivedAt(messageRow));
+      if (waited < DEFER_LIMIT_MS) {
+        log.warn('message deferred: will try again', { uid: key.uid, vendor: decision.vendor, reason });
+        return 'defer';
+      }
+      decision = { ...decision, action: 'review', reason: `temporary errors for over an hour: ${reason ?? ''}` };
+      reason = decision.reason;
+    }
     switch (decision.action) {
+      case 'reject':
+        state = 'review';
+        log.warn('notification rejected: not from its vendor', { uid: key.uid, vendor: decision.vendor, reason });
+        this.options.alert?.(
+          'forgery',
+          `message "${decision.notification?.subject ?? key.uid}" from ${decision.notification?.fromAddress || 'unknown sender'} failed authentication; no serial made`,
+          reason ?? undefined,
+        );
+        break;
       case 'ignore':
         state = 'ignored';
         log.info('message ignored', { uid: key.uid, vendor: decision.vendor, reason });
@@ -323,6 +233,12 @@ export class Pipeline {
     let queued = false;
     for (const order of decision.orders) {
       const product = loaded.config.products.find((p) => p.id === order.productId);
+      const alreadyServed = this.servedElsewhere(decision.vendor, order);
+      if (alreadyServed) {
+        log.info('order already served through Avangate\'s key generator: duplicate, no mail', { order: order.vendorOrderId, uid: key.uid });
+        store.event(alreadyServed, messageRow, 'duplicate', 'already served through the Avangate key generator');
+        continue;
+      }
       const fulfil = order.review === null && order.serials !== null && product !== undefined;
       const mail = fulfil ? await this.buyerMail(order, product, decision.vendor ?? 'unknown', order.orderKey) : null;
       const { outcome } = store.commitOrder({
@@ -363,6 +279,18 @@ export class Pipeline {
     }
     if (queued) this.options.onMailQueued?.();
     return reviews;
+  }
+
+  /**
+   * 2Checkout mails the seller about orders whose codes Avangate already fetched from our key
+   * generator (the same sale: same REFNO, same product): that order is served, not a second sale.
+   */
+  private servedElsewhere(vendor: string | null, order: DecidedOrder): number | null {
+    if (vendor !== '2checkout' || !order.vendorOrderId || this.options.loaded.config.vendors['avangate'] === undefined) return null;
+    const row = this.options.store.db
+      .prepare(`SELECT id FROM orders WHERE vendor = 'avangate' AND vendor_order_id = ? AND product_id IS ? AND state != 'review' LIMIT 1`)
+      .get(order.vendorOrderId, order.productId) as { id: number } | undefined;
+    return row?.id ?? null;
   }
 
   private buyerMail(order: DecidedOrder, product: ProductConfig, vendor: string, identity: string): Promise<{ messageId: string; raw: Buffer }> {

@@ -42,6 +42,7 @@ export interface ParsedOrder {
   /** The vendor's product code or id, when given. */
   readonly productCode: string | null;
   readonly quantity: number;
+  /** The unit price, as a decimal string. */
   readonly price: string | null;
   readonly currency: string | null;
   readonly test: boolean;

@@ -22,6 +22,7 @@ owner: { email: owner@example.com }
 dropFolder: inbox
 outbox: outbox
 from: "Acme Software <sales@acme.example>"
+vendors: { kagi: { auth: none } }
 products:
   - id: widget-pro
     name: Widget Pro
