@@ -29,6 +29,7 @@ products:
 `;
 
 const WITH_AVANGATE = `${BASE}vendors:
+  kagi: { auth: none }
   avangate:
     secret: ${SECRET}
 `;
