@@ -209,11 +209,12 @@ export function parseConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): LoadedConfig {
   const where = file ?? 'embedded demo config';
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0];
     const line = first?.linePos?.[0]?.line;
-    throw new ConfigError(`${where}${line ? `:${line}` : ''}: not valid YAML: ${first?.code ?? 'syntax error'}`);
+    const hint = /\$\{/.test(text) ? ' (inside { } or [ ], write "${NAME}" in quotes)' : '';
+    throw new ConfigError(`${where}${line ? `:${line}` : ''}: not valid YAML: ${first?.code ?? 'syntax error'}${hint}`);
   }
   const secrets: string[] = [];
   const substituted = substituteEnv(doc.toJS(), [], env, secrets);
