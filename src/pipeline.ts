@@ -11,7 +11,7 @@ import type { Renderer } from './deliver/render';
 import { coerceError } from './errors';
 import { SerialError, makeSerials } from './fulfil/serial';
 import type { Logger } from './log';
-import type { MessageState, OrderRow, Store } from './record/store';
+import { isFinal, type MessageState, type OrderRow, type Store } from './record/store';
 import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from './types';
 
 export type { Decision, DecidedOrder } from './decide';
@@ -68,7 +68,7 @@ export class Pipeline {
     const { store, log } = this.options;
     const { key, raw } = message;
     const existing = store.findMessage(key);
-    if (existing && existing.state !== 'seen' && !handleOptions.force) {
+    if (existing && isFinal(existing.state) && !handleOptions.force) {
       // Committed before, but the move did not happen (crash or lost connection): file it, nothing else.
       log.info('message already handled', { uid: key.uid, state: existing.state });
       return existing.state === 'review' ? 'review' : 'processed';
@@ -92,7 +92,7 @@ export class Pipeline {
     } catch (err) {
       decision = { vendor: null, action: 'review', reason: `internal error: ${coerceError(err).message}`, orders: [], notification: null, refundOf: null };
     }
-    const messageRow = store.recordMessage(key, raw, hash, decision.notification?.messageId ?? null);
+    const messageRow = store.recordMessage(key, raw, hash, decision.notification?.messageId ?? null, decision.action === 'defer' ? 'seen' : 'parsed');
     let state: MessageState;
     let reason = decision.reason;
     if (decision.action === 'defer') {

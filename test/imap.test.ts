@@ -167,3 +167,34 @@ describe('reprocessing over IMAP', () => {
   });
 });
 
+
+describe('oversized and malformed messages', () => {
+  test('a message over maxMessageSize goes to Review undownloaded, with its size as the reason, and the next sale still flows', async () => {
+    const dovecot = await startDovecot();
+    const sink = await startSmtpSink();
+    try {
+      const dir = tempDir();
+      const config = writeImapConfig(dir, dovecot, sink, 'maxMessageSize: 1048576\n');
+      const env = { TEST_IMAP_PASSWORD: dovecot.pass };
+      const attachment = Buffer.alloc(3 * 1024 * 1024, 'A').toString('base64').replace(/.{76}/g, '$&\r\n');
+      const huge = kagiSale(51).replace('Content-Type: text/plain; charset=UTF-8', 'Content-Type: multipart/mixed; boundary="b"').replace(
+        'Content-Transfer-Encoding: 8bit\r\n\r\n',
+        `\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n${attachment}\r\n--b--\r\n`,
+      );
+      const headerLine = `X-Junk: ${'x'.repeat(1024 * 1024)}\r\n`;
+      await appendMessage(dovecot, 'INBOX', huge);
+      await appendMessage(dovecot, 'INBOX', headerLine + kagiSale(52).slice(0, 400));
+      await appendMessage(dovecot, 'INBOX', kagiSale(53, 'Still Flowing', 'flowing@example.org'));
+      const run = await runCli(['--once', '--config', config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /over the 1\.0 MB limit \(maxMessageSize\): not downloaded/);
+      await sink.waitFor((m) => m.to.includes('flowing@example.org'));
+      assert.equal(sink.messages.filter((m) => m.to.includes('buyer51@example.net')).length, 0);
+      assert.equal((await listMailbox(dovecot, 'Review')).length, 2, 'the huge one and the broken one wait for the seller');
+      assert.equal((await listMailbox(dovecot, 'INBOX')).length, 0);
+    } finally {
+      await sink.stop();
+      await dovecot.stop();
+    }
+  });
+});

@@ -58,6 +58,34 @@ describe('SMTP server outages', () => {
     }
   });
 
+  test('with the SMTP server down for a while, the mail waits, the owner hears once, and it goes out when the server is back', async () => {
+    const dovecot = await startDovecot();
+    let sink = await startSmtpSink();
+    const dir = tempDir();
+    const config = writeImapConfig(dir, dovecot, sink, 'delivery: { retrySeconds: 0.5, alertAfterMinutes: 0.02 }\n');
+    const port = sink.port;
+    await sink.stop();
+    const daemon = startDaemon(['--config', config], { env: { TEST_IMAP_PASSWORD: dovecot.pass } });
+    try {
+      await daemon.waitForOutput(/watching for notifications/);
+      await appendMessage(dovecot, 'INBOX', kagiSale(23, 'Tomas Novak', 'tomas@example.org'));
+      await daemon.waitForOutput(/serial mail not sent, will retry/, 10_000);
+      await sleep(2500);
+      sink = await startSmtpSink({ port });
+      const mail = await sink.waitFor((m) => m.to.includes('tomas@example.org'), 20_000);
+      assert.ok(mail.parsed.text?.includes(referenceSerial(TEST_KEY, 'Tomas Novak')));
+      await until(() => sink.messages.some((m) => m.to.includes('owner@acme.example')), 20_000, 'the owner alert');
+      await sleep(1500);
+      assert.equal(sink.messages.filter((m) => m.to.includes('tomas@example.org')).length, 1, 'delivered once');
+      const waiting = query<{ n: number }>(dir, `SELECT count(*) AS n FROM alerts WHERE kind = 'mail-waiting'`)[0]?.n;
+      assert.equal(waiting, 1, 'the owner is told once, not per retry');
+    } finally {
+      assert.equal(await daemon.stop(), 0);
+      await sink.stop();
+      await dovecot.stop();
+    }
+  });
+
   test('a buyer address the server rejects for good (550) sends the order to review and records an owner alert', async () => {
     const dovecot = await startDovecot();
     const sink = await startSmtpSink();

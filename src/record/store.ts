@@ -5,7 +5,12 @@
 import type { Db } from './db';
 import type { MessageKey } from '../types';
 
-export type MessageState = 'seen' | 'fulfilled' | 'ignored' | 'refund' | 'review';
+/** seen → parsed → fulfilled | ignored | refund | review; only the last four are final. */
+export type MessageState = 'seen' | 'parsed' | 'fulfilled' | 'ignored' | 'refund' | 'review';
+
+export function isFinal(state: MessageState): boolean {
+  return state !== 'seen' && state !== 'parsed';
+}
 export type OrderState = 'review' | 'fulfilled' | 'sent' | 'refunded';
 
 export interface MessageRow {
@@ -107,11 +112,11 @@ export class Store {
    */
   findHandledCopy(contentHash: string, messageId: string | null): MessageRow | undefined {
     const byHash = this.db
-      .prepare(`SELECT * FROM messages WHERE content_hash = ? AND state != 'seen' ORDER BY id LIMIT 1`)
+      .prepare(`SELECT * FROM messages WHERE content_hash = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
       .get(contentHash) as MessageRow | undefined;
     if (byHash || messageId === null) return byHash;
     return this.db
-      .prepare(`SELECT * FROM messages WHERE message_id = ? AND state != 'seen' ORDER BY id LIMIT 1`)
+      .prepare(`SELECT * FROM messages WHERE message_id = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
       .get(messageId) as MessageRow | undefined;
   }
 
@@ -125,15 +130,20 @@ export class Store {
     return row?.raw;
   }
 
-  /** Records a message as seen (or finds its row again) and returns its row id. */
-  recordMessage(key: MessageKey, raw: Buffer, contentHash: string, messageId: string | null): number {
+  /**
+   * Records a message as seen, or as parsed once keymailer has read it (or finds its row again and
+   * moves it forward), and returns its row id. A final state is never moved back.
+   */
+  recordMessage(key: MessageKey, raw: Buffer, contentHash: string, messageId: string | null, state: 'seen' | 'parsed' = 'seen'): number {
     const at = now();
     this.db
       .prepare(
         `INSERT INTO messages (source, uid_validity, uid, message_id, content_hash, state, raw, received_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, 'seen', ?, ?, ?) ON CONFLICT (source, uid_validity, uid) DO NOTHING`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (source, uid_validity, uid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+         WHERE messages.state IN ('seen', 'parsed')`,
       )
-      .run(key.source, key.uidValidity, key.uid, messageId, contentHash, raw, at, at);
+      .run(key.source, key.uidValidity, key.uid, messageId, contentHash, state, raw, at, at);
     const row = this.findMessage(key);
     if (!row) throw new Error('message row vanished after insert');
     return row.id;

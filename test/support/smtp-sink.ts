@@ -51,6 +51,8 @@ export interface SmtpSink {
 export interface StartSmtpSinkOptions {
   /** initial failure mode, as setFailure() */
   rejectWith?: SmtpFailure | null;
+  /** listen on this port (to bring a stopped sink back where the client expects it); default: any free port */
+  port?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -147,7 +149,7 @@ export async function startSmtpSink(opts: StartSmtpSinkOptions = {}): Promise<Sm
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.server.once('error', onError);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
       server.server.off('error', onError);
       resolve();
     });

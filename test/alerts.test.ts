@@ -1,0 +1,45 @@
+/** Owner alerts are grouped and rate-limited: a flood of bad messages yields a few mails, not thousands. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { simpleParser } from 'mailparser';
+import { Alerts } from '../src/alerts';
+import { createLogger } from '../src/log';
+import { openDatabase } from '../src/record/db';
+import { Store } from '../src/record/store';
+import { tempDir } from './support/cli';
+
+test('500 messages sent to review within the window give the owner two mails: the first at once, the rest grouped', async () => {
+  const db = openDatabase(path.join(tempDir(), 'k.db'));
+  const store = new Store(db);
+  const alerts = new Alerts({
+    store,
+    owner: 'owner@acme.example',
+    from: 'Acme <sales@acme.example>',
+    log: createLogger({ level: 'error' }),
+    onQueued: () => undefined,
+    windowMs: 1500,
+  });
+  try {
+    alerts.raise('review', 'message 0 sent to review', 'no parser recognises this message');
+    await sleep(200);
+    for (let i = 1; i < 500; i++) alerts.raise(i % 2 ? 'review' : 'forgery', `message ${i}`, 'reason');
+    await sleep(600);
+    const early = db.prepare(`SELECT raw FROM outbox WHERE kind = 'alert' ORDER BY id`).all() as { raw: Buffer }[];
+    assert.equal(early.length, 1, 'only the first alert went out at once');
+    await sleep(1500);
+    const mails = db.prepare(`SELECT raw FROM outbox WHERE kind = 'alert' ORDER BY id`).all() as { raw: Buffer }[];
+    assert.equal(mails.length, 2, 'the rest waited for the window and left as one mail');
+    const grouped = await simpleParser(mails[1]?.raw ?? Buffer.alloc(0));
+    assert.equal(grouped.subject, 'keymailer: 499 things need your attention');
+    assert.match(grouped.text ?? '', /Sent to review \(250\)/);
+    assert.match(grouped.text ?? '', /Notifications that failed authentication \(249\)/);
+    assert.match(grouped.text ?? '', /and 220 more/);
+    const unmailed = db.prepare('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL').get() as { n: number };
+    assert.equal(unmailed.n, 0);
+  } finally {
+    await alerts.stop();
+    db.close();
+  }
+});
