@@ -43,6 +43,12 @@ export interface PipelineOptions {
   readonly alert?: RaiseAlert;
 }
 
+/** What committing one order of a message came to. */
+interface CommittedOrder {
+  readonly order: DecidedOrder;
+  readonly outcome: 'fulfilled' | 'review' | 'duplicate' | 'served';
+}
+
 export interface SignedOrderResult {
   readonly orderId: number;
   /** new: serials made now; replay: the serials of the first time; review: none, see reason. */
@@ -92,54 +98,95 @@ export class Pipeline {
     } catch (err) {
       decision = { vendor: null, action: 'review', reason: `internal error: ${coerceError(err).message}`, orders: [], notification: null, refundOf: null };
     }
-    const messageRow = store.recordMessage(key, raw, hash, decision.notification?.messageId ?? null, decision.action === 'defer' ? 'seen' : 'parsed');
-    let state: MessageState;
-    let reason = decision.reason;
+    const messageId = decision.notification?.messageId ?? null;
     if (decision.action === 'defer') {
       // A DNS hiccup is no verdict: the message waits and is tried again, for up to an hour.
-      const waited = Date.now() - Date.parse(store.messageReceivedAt(messageRow));
+      const row = store.recordMessage(key, raw, hash, messageId, 'seen');
+      const waited = Date.now() - Date.parse(store.messageReceivedAt(row));
       if (waited < DEFER_LIMIT_MS) {
-        log.warn('message deferred: will try again', { uid: key.uid, vendor: decision.vendor, reason });
+        log.warn('message deferred: will try again', { uid: key.uid, vendor: decision.vendor, reason: decision.reason });
         return 'defer';
       }
-      decision = { ...decision, action: 'review', reason: `temporary errors for over an hour: ${reason ?? ''}` };
-      reason = decision.reason;
+      decision = { ...decision, action: 'review', reason: `temporary errors for over an hour: ${decision.reason ?? ''}` };
     }
-    switch (decision.action) {
-      case 'reject':
-        state = 'review';
-        log.warn('notification rejected: not from its vendor', { uid: key.uid, vendor: decision.vendor, reason });
-        this.options.alert?.(
-          'forgery',
-          `message "${decision.notification?.subject ?? key.uid}" from ${decision.notification?.fromAddress || 'unknown sender'} failed authentication; no serial made`,
-          reason ?? undefined,
-        );
-        break;
-      case 'ignore':
-        state = 'ignored';
-        log.info('message ignored', { uid: key.uid, vendor: decision.vendor, reason });
-        break;
-      case 'refund': {
-        state = 'refund';
-        const touched = decision.refundOf && decision.vendor ? store.markRefunded(decision.vendor, decision.refundOf, reason ?? 'refund', messageRow) : 0;
-        if (touched === 0) reason = `${reason ?? 'refund'} (no such order in keymailer's log)`;
-        log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason, ordersMarked: touched });
-        this.options.alert?.('refund', `${decision.vendor ?? 'vendor'} refund or chargeback for order ${decision.refundOf ?? '(unknown)'}`, reason ?? undefined);
-        break;
-      }
-      default: {
-        const reviews = await this.commitOrders(decision, messageRow, key, handleOptions);
-        state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
-        if (reviews.length > 0) reason = reviews.join('; ');
-        if (decision.orders.length === 0) {
-          log.warn('message sent to review', { uid: key.uid, vendor: decision.vendor, reason });
-          const n = decision.notification;
-          this.options.alert?.('review', `message "${n?.subject ?? key.uid}" from ${n?.fromAddress || 'unknown sender'} sent to review`, reason ?? undefined);
+    // Buyer mails are built before the transaction (building is async), so the message, its
+    // orders, their mails and the final state commit together: one fsync per message.
+    const mails = await this.buildMails(decision);
+    const committed = store.db.transaction(() => {
+      const messageRow = store.recordMessage(key, raw, hash, messageId, 'parsed');
+      let state: MessageState;
+      let reason = decision.reason;
+      let outcomes: CommittedOrder[] = [];
+      let refunded = 0;
+      switch (decision.action) {
+        case 'reject':
+          state = 'review';
+          break;
+        case 'ignore':
+          state = 'ignored';
+          break;
+        case 'refund':
+          state = 'refund';
+          refunded = decision.refundOf && decision.vendor ? store.markRefunded(decision.vendor, decision.refundOf, reason ?? 'refund', messageRow) : 0;
+          if (refunded === 0) reason = `${reason ?? 'refund'} (no such order in keymailer's log)`;
+          break;
+        default: {
+          outcomes = this.commitOrders(decision, messageRow, mails);
+          const reviews = outcomes.filter((o) => o.outcome === 'review').map((o) => o.order.review ?? 'needs review');
+          state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
+          if (reviews.length > 0) reason = reviews.join('; ');
         }
       }
+      store.finishMessage(messageRow, state, decision.vendor, reason);
+      return { state, reason, outcomes, refunded };
+    })();
+    await this.report(decision, key, committed, handleOptions);
+    return committed.state === 'review' ? 'review' : 'processed';
+  }
+
+  /** Logs, alerts and follow-ups once a message's outcome is committed. */
+  private async report(
+    decision: Decision,
+    key: MessageKey,
+    committed: { state: MessageState; reason: string | null; outcomes: CommittedOrder[]; refunded: number },
+    handleOptions: HandleOptions,
+  ): Promise<void> {
+    const { log, store } = this.options;
+    const { reason } = committed;
+    const n = decision.notification;
+    if (decision.action === 'reject') {
+      log.warn('notification rejected: not from its vendor', { uid: key.uid, vendor: decision.vendor, reason });
+      this.options.alert?.('forgery', `message "${n?.subject ?? key.uid}" from ${n?.fromAddress || 'unknown sender'} failed authentication; no serial made`, reason ?? undefined);
+    } else if (decision.action === 'ignore') {
+      log.info('message ignored', { uid: key.uid, vendor: decision.vendor, reason });
+    } else if (decision.action === 'refund') {
+      log.warn('refund or chargeback received', { uid: key.uid, vendor: decision.vendor, order: decision.refundOf, reason, ordersMarked: committed.refunded });
+      this.options.alert?.('refund', `${decision.vendor ?? 'vendor'} refund or chargeback for order ${decision.refundOf ?? '(unknown)'}`, reason ?? undefined);
+    } else if (decision.orders.length === 0) {
+      log.warn('message sent to review', { uid: key.uid, vendor: decision.vendor, reason });
+      this.options.alert?.('review', `message "${n?.subject ?? key.uid}" from ${n?.fromAddress || 'unknown sender'} sent to review`, reason ?? undefined);
     }
-    store.finishMessage(messageRow, state, decision.vendor, reason);
-    return state === 'review' ? 'review' : 'processed';
+    let queued = false;
+    for (const { order, outcome } of committed.outcomes) {
+      const fields = { order: order.vendorOrderId ?? order.orderKey, uid: key.uid, vendor: decision.vendor, product: order.productId ?? order.product, buyer: order.buyerEmail };
+      if (outcome === 'served') {
+        log.info('order already served through Avangate\'s key generator: duplicate, no mail', fields);
+      } else if (outcome === 'duplicate') {
+        log.info('order already fulfilled: duplicate, no second mail', fields);
+        const row = handleOptions.resend ? store.findOrder(order.orderKey) : undefined;
+        if (row) {
+          const { queued: resent, reason: why } = await this.resendOrder(row);
+          if (!resent) log.warn('order not resent', { ...fields, reason: why });
+        }
+      } else if (outcome === 'fulfilled') {
+        log.info('order fulfilled', fields);
+        queued = true;
+      } else {
+        log.warn('order sent to review', { ...fields, reason: order.review });
+        this.options.alert?.('review', `${decision.vendor ?? ''} order ${fields.order} for ${order.buyerEmail} sent to review`, order.review ?? undefined);
+      }
+    }
+    if (queued) this.options.onMailQueued?.();
   }
 
   /**
@@ -226,21 +273,29 @@ export class Pipeline {
     return { orderId, outcome: serials ? 'new' : 'review', serials, reason };
   }
 
-  /** Records each order with its buyer mail; returns the review reasons of orders that need a human. */
-  private async commitOrders(decision: Decision, messageRow: number, key: MessageKey, handleOptions: HandleOptions): Promise<string[]> {
-    const { store, renderer, log, loaded } = this.options;
-    const reviews: string[] = [];
-    let queued = false;
+  /** The buyer mail of each order that can be fulfilled, by order key. */
+  private async buildMails(decision: Decision): Promise<Map<string, { messageId: string; raw: Buffer }>> {
+    const mails = new Map<string, { messageId: string; raw: Buffer }>();
+    if (decision.action !== 'fulfill' && decision.action !== 'review') return mails;
     for (const order of decision.orders) {
-      const product = loaded.config.products.find((p) => p.id === order.productId);
-      const alreadyServed = this.servedElsewhere(decision.vendor, order);
-      if (alreadyServed) {
-        log.info('order already served through Avangate\'s key generator: duplicate, no mail', { order: order.vendorOrderId, uid: key.uid });
-        store.event(alreadyServed, messageRow, 'duplicate', 'already served through the Avangate key generator');
-        continue;
+      const product = this.options.loaded.config.products.find((p) => p.id === order.productId);
+      if (order.review === null && order.serials !== null && product) {
+        mails.set(order.orderKey, await this.buyerMail(order, product, decision.vendor ?? 'unknown', order.orderKey));
       }
-      const fulfil = order.review === null && order.serials !== null && product !== undefined;
-      const mail = fulfil ? await this.buyerMail(order, product, decision.vendor ?? 'unknown', order.orderKey) : null;
+    }
+    return mails;
+  }
+
+  /** Records each order with its buyer mail, inside the message's transaction. */
+  private commitOrders(decision: Decision, messageRow: number, mails: Map<string, { messageId: string; raw: Buffer }>): CommittedOrder[] {
+    const { store } = this.options;
+    return decision.orders.map((order): CommittedOrder => {
+      const servedBy = this.servedElsewhere(decision.vendor, order);
+      if (servedBy) {
+        store.event(servedBy, messageRow, 'duplicate', 'already served through the Avangate key generator');
+        return { order, outcome: 'served' };
+      }
+      const mail = mails.get(order.orderKey) ?? null;
       const { outcome } = store.commitOrder({
         orderKey: order.orderKey,
         vendor: decision.vendor ?? 'unknown',
@@ -255,30 +310,14 @@ export class Pipeline {
         currency: order.currency,
         test: order.test,
         messageRow,
-        state: fulfil ? 'fulfilled' : 'review',
+        state: mail ? 'fulfilled' : 'review',
         reason: order.review,
         serials: order.serials,
         mail: mail ? { kind: 'serial', recipient: order.buyerEmail, ...mail } : null,
       });
-      const fields = { order: order.vendorOrderId ?? order.orderKey, uid: key.uid, vendor: decision.vendor, product: order.productId ?? order.product, buyer: order.buyerEmail };
-      if (outcome === 'duplicate') {
-        log.info('order already fulfilled: duplicate, no second mail', fields);
-        const row = handleOptions.resend ? store.findOrder(order.orderKey) : undefined;
-        if (row) {
-          const { queued: resent, reason } = await this.resendOrder(row);
-          if (!resent) log.warn('order not resent', { ...fields, reason });
-        }
-      } else if (fulfil) {
-        log.info('order fulfilled', fields);
-        queued = true;
-      } else {
-        log.warn('order sent to review', { ...fields, reason: order.review });
-        this.options.alert?.('review', `${decision.vendor ?? ''} order ${fields.order} for ${order.buyerEmail} sent to review`, order.review ?? undefined);
-        reviews.push(order.review ?? 'needs review');
-      }
-    }
-    if (queued) this.options.onMailQueued?.();
-    return reviews;
+      if (outcome === 'duplicate') return { order, outcome: 'duplicate' };
+      return { order, outcome: mail ? 'fulfilled' : 'review' };
+    });
   }
 
   /**

@@ -2,6 +2,7 @@
  * Everything keymailer writes to SQLite goes through here. Duplicates are stopped by UNIQUE keys
  * inside transactions, never by checks done before them.
  */
+import type Database from 'better-sqlite3';
 import type { Db } from './db';
 import type { MessageKey } from '../types';
 
@@ -97,11 +98,22 @@ export type CommitOutcome = 'new' | 'fulfilled-now' | 'still-review' | 'duplicat
 const now = (): string => new Date().toISOString();
 
 export class Store {
+  /** Statements are compiled once: preparing on every call cost a tenth of the daemon's time. */
+  private readonly statements = new Map<string, Database.Statement>();
+
   constructor(readonly db: Db) {}
 
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   findMessage(key: MessageKey): MessageRow | undefined {
-    return this.db
-      .prepare('SELECT * FROM messages WHERE source = ? AND uid_validity = ? AND uid = ?')
+    return this.sql('SELECT * FROM messages WHERE source = ? AND uid_validity = ? AND uid = ?')
       .get(key.source, key.uidValidity, key.uid) as MessageRow | undefined;
   }
 
@@ -111,22 +123,20 @@ export class Store {
    * old mail under new UIDs, so nothing is fulfilled or alerted twice.
    */
   findHandledCopy(contentHash: string, messageId: string | null): MessageRow | undefined {
-    const byHash = this.db
-      .prepare(`SELECT * FROM messages WHERE content_hash = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
+    const byHash = this.sql(`SELECT * FROM messages WHERE content_hash = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
       .get(contentHash) as MessageRow | undefined;
     if (byHash || messageId === null) return byHash;
-    return this.db
-      .prepare(`SELECT * FROM messages WHERE message_id = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
+    return this.sql(`SELECT * FROM messages WHERE message_id = ? AND state NOT IN ('seen', 'parsed') ORDER BY id LIMIT 1`)
       .get(messageId) as MessageRow | undefined;
   }
 
   messageReceivedAt(id: number): string {
-    const row = this.db.prepare('SELECT received_at FROM messages WHERE id = ?').get(id) as { received_at: string } | undefined;
+    const row = this.sql('SELECT received_at FROM messages WHERE id = ?').get(id) as { received_at: string } | undefined;
     return row?.received_at ?? new Date().toISOString();
   }
 
   messageRaw(id: number): Buffer | undefined {
-    const row = this.db.prepare('SELECT raw FROM messages WHERE id = ?').get(id) as { raw: Buffer } | undefined;
+    const row = this.sql('SELECT raw FROM messages WHERE id = ?').get(id) as { raw: Buffer } | undefined;
     return row?.raw;
   }
 
@@ -136,8 +146,7 @@ export class Store {
    */
   recordMessage(key: MessageKey, raw: Buffer, contentHash: string, messageId: string | null, state: 'seen' | 'parsed' = 'seen'): number {
     const at = now();
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO messages (source, uid_validity, uid, message_id, content_hash, state, raw, received_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (source, uid_validity, uid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
@@ -149,27 +158,26 @@ export class Store {
     return row.id;
   }
 
+  /** The final state and its event in one transaction: one fsync per message, not two. */
   finishMessage(id: number, state: MessageState, vendor: string | null, reason: string | null): void {
-    this.db
-      .prepare('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?')
-      .run(state, vendor, reason, now(), id);
-    this.event(null, id, `message ${state}`, reason);
+    this.db.transaction(() => {
+      this.sql('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?').run(state, vendor, reason, now(), id);
+      this.event(null, id, `message ${state}`, reason);
+    })();
   }
 
   event(orderId: number | null, messageRow: number | null, kind: string, detail: string | null): void {
-    this.db
-      .prepare('INSERT INTO events (at, order_id, message_row, kind, detail) VALUES (?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO events (at, order_id, message_row, kind, detail) VALUES (?, ?, ?, ?, ?)')
       .run(now(), orderId, messageRow, kind, detail);
   }
 
   findOrder(orderKey: string): OrderRow | undefined {
-    return this.db.prepare('SELECT * FROM orders WHERE order_key = ?').get(orderKey) as OrderRow | undefined;
+    return this.sql('SELECT * FROM orders WHERE order_key = ?').get(orderKey) as OrderRow | undefined;
   }
 
   /** Orders matching what a seller types: keymailer's row id, the vendor's order id, or the buyer's email. */
   findOrders(reference: string): OrderRow[] {
-    return this.db
-      .prepare(
+    return this.sql(
         `SELECT * FROM orders WHERE CAST(id AS TEXT) = ? OR vendor_order_id = ? OR order_key = ? OR buyer_email = lower(?)
          ORDER BY id`,
       )
@@ -177,7 +185,7 @@ export class Store {
   }
 
   listOrders(): OrderRow[] {
-    return this.db.prepare('SELECT * FROM orders ORDER BY id').all() as OrderRow[];
+    return this.sql('SELECT * FROM orders ORDER BY id').all() as OrderRow[];
   }
 
   /**
@@ -219,7 +227,7 @@ export class Store {
       }
       this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
       if (order.state === 'fulfilled' && order.deliveredInAnswer) {
-        this.db.prepare(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
+        this.sql(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
         return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
       }
       if (order.state === 'fulfilled') {
@@ -242,7 +250,7 @@ export class Store {
         .all(vendor, vendorOrderId) as { id: number }[];
       const at = now();
       for (const { id } of rows) {
-        this.db.prepare(`UPDATE orders SET state = 'refunded', reason = ?, updated_at = ? WHERE id = ?`).run(reason, at, id);
+        this.sql(`UPDATE orders SET state = 'refunded', reason = ?, updated_at = ? WHERE id = ?`).run(reason, at, id);
         this.event(id, messageRow, 'refunded', reason);
       }
       return rows.length;
@@ -251,8 +259,7 @@ export class Store {
 
   /** Queues a mail in the outbox; a second mail with the same Message-ID is ignored. */
   enqueue(mail: OutgoingMail, orderId: number | null, at: string = now()): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO outbox (order_id, kind, message_id, recipient, raw, created_at, next_attempt_at)
          VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING`,
       )
@@ -260,25 +267,22 @@ export class Store {
   }
 
   countResends(orderId: number): number {
-    const row = this.db
-      .prepare(`SELECT count(*) AS n FROM outbox WHERE order_id = ? AND kind = 'resend'`)
+    const row = this.sql(`SELECT count(*) AS n FROM outbox WHERE order_id = ? AND kind = 'resend'`)
       .get(orderId) as { n: number };
     return row.n;
   }
 
   dueMail(limit: number, at: string = now()): OutboxRow[] {
-    return this.db
-      .prepare(
+    return this.sql(
         `SELECT id, order_id, kind, message_id, recipient, raw, attempts, created_at FROM outbox
-         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?`,
+         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
       )
       .all(at, limit) as OutboxRow[];
   }
 
   /** When the next unsent mail falls due, or null when the outbox is empty. */
   nextDue(): string | null {
-    const row = this.db
-      .prepare('SELECT min(next_attempt_at) AS at FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL')
+    const row = this.sql('SELECT min(next_attempt_at) AS at FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL')
       .get() as { at: string | null };
     return row.at;
   }
@@ -287,7 +291,7 @@ export class Store {
   markSent(mail: OutboxRow): void {
     const at = now();
     this.db.transaction(() => {
-      this.db.prepare('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
+      this.sql('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
       if (mail.order_id !== null && mail.kind === 'serial') {
         this.db
           .prepare(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`)
@@ -298,14 +302,13 @@ export class Store {
   }
 
   markRetry(mail: OutboxRow, error: string, nextAttemptAt: string): void {
-    this.db
-      .prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?')
+    this.sql('UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?')
       .run(error, nextAttemptAt, mail.id);
   }
 
   /** True the first time only: the owner hears once that a mail is waiting, not on every retry. */
   markAlerted(mail: OutboxRow): boolean {
-    return this.db.prepare('UPDATE outbox SET alerted_at = ? WHERE id = ? AND alerted_at IS NULL').run(now(), mail.id).changes === 1;
+    return this.sql('UPDATE outbox SET alerted_at = ? WHERE id = ? AND alerted_at IS NULL').run(now(), mail.id).changes === 1;
   }
 
   markFailed(mail: OutboxRow, error: string): void {

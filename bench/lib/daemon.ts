@@ -1,0 +1,209 @@
+/**
+ * The real keymailer daemon (`node dist/src/cli.js --config FILE`) as a child process, for
+ * benchmarks. Like test/support/cli.ts startDaemon, plus what measuring needs: node flags
+ * (--cpu-prof), the moment of spawn, the IPC 'ready' message pm2 waits for, the arrival time of
+ * chosen log lines, and its output in a file (a benchmark logs hundreds of thousands of lines;
+ * holding them in a string would measure the bench, not the daemon).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { CLI } from '../../test/support/cli';
+
+export interface BenchDaemon {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** performance.now() just before spawn() */
+  readonly spawnedAt: number;
+  /** performance.now() when the IPC 'ready' message arrived, null until then */
+  readyAt(): number | null;
+  /** resolves with performance.now() of the 'ready' message; rejects on exit or timeout */
+  ready(timeoutMs?: number): Promise<number>;
+  /** resolves with performance.now() of the first output line matching pattern (already seen counts) */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<number>;
+  /** the last ~64 KB of output, for error messages */
+  tail(): string;
+  /** SIGTERM (or the signal given), then SIGKILL after the timeout; resolves with the exit code */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+export interface BenchDaemonOptions {
+  readonly config: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** where stdout and stderr go (appended) */
+  readonly logFile: string;
+  /** node flags before the script, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/x'] */
+  readonly execArgv?: readonly string[];
+  readonly args?: readonly string[];
+}
+
+const TAIL_BYTES = 64 * 1024;
+
+export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
+  const log = fs.createWriteStream(options.logFile, { flags: 'a' });
+  const env: NodeJS.ProcessEnv = { ...process.env, KEYMAILER_CONFIG: '', ...options.env };
+  // The test runner's marker would make a child that loads node:test report to it.
+  delete env['NODE_TEST_CONTEXT'];
+  const spawnedAt = performance.now();
+  const child = spawn(process.execPath, [...(options.execArgv ?? []), CLI, '--config', options.config, ...(options.args ?? [])], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  if (child.pid === undefined) throw new Error('could not start the keymailer daemon');
+  const pid = child.pid;
+  let readyAt: number | null = null;
+  let tail = '';
+  let partial = '';
+  const lineWaiters = new Set<(line: string, at: number) => void>();
+  const seenLines: { line: string; at: number }[] = [];
+  const readyWaiters = new Set<() => void>();
+
+  const onData = (chunk: Buffer): void => {
+    const at = performance.now();
+    log.write(chunk);
+    const text = chunk.toString('utf8');
+    tail = (tail + text).slice(-TAIL_BYTES);
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      // only lines someone may still ask about are kept: start-up and pass markers, errors
+      if (/config loaded|keymailer started|watching for notifications|IMAP connected|HTTP listening|error|warn/i.test(line)) {
+        if (seenLines.length < 1000) seenLines.push({ line, at });
+      }
+      for (const w of [...lineWaiters]) w(line, at);
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  child.on('message', (message: unknown) => {
+    if (message === 'ready' && readyAt === null) {
+      readyAt = performance.now();
+      for (const w of [...readyWaiters]) w();
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      log.end();
+      resolve(code);
+      for (const w of [...readyWaiters]) w();
+    });
+  });
+
+  return {
+    child,
+    pid,
+    spawnedAt,
+    readyAt: () => readyAt,
+    exited,
+    tail: () => tail,
+    ready(timeoutMs = 15_000) {
+      return new Promise<number>((resolve, reject) => {
+        const check = (): void => {
+          if (readyAt !== null) {
+            done();
+            resolve(readyAt);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            done();
+            reject(new Error(`keymailer exited (${String(child.exitCode ?? child.signalCode)}) before it was ready:\n${tail.slice(-4000)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`keymailer was not ready within ${timeoutMs} ms:\n${tail.slice(-4000)}`));
+        }, timeoutMs);
+        const done = (): void => {
+          clearTimeout(timer);
+          readyWaiters.delete(check);
+        };
+        readyWaiters.add(check);
+        check();
+      });
+    },
+    waitForLine(pattern, timeoutMs = 15_000) {
+      const seen = seenLines.find((l) => pattern.test(l.line));
+      if (seen) return Promise.resolve(seen.at);
+      return new Promise<number>((resolve, reject) => {
+        const waiter = (line: string, at: number): void => {
+          if (!pattern.test(line)) return;
+          clearTimeout(timer);
+          lineWaiters.delete(waiter);
+          resolve(at);
+        };
+        const timer = setTimeout(() => {
+          lineWaiters.delete(waiter);
+          reject(new Error(`keymailer never printed ${String(pattern)} within ${timeoutMs} ms:\n${tail.slice(-4000)}`));
+        }, timeoutMs);
+        lineWaiters.add(waiter);
+      });
+    },
+    async stop(signal = 'SIGTERM', timeoutMs = 15_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** VmRSS and VmHWM (peak RSS) of a process in bytes, from /proc/<pid>/status; null once it is gone. */
+export function memoryOf(pid: number): { rss: number; hwm: number } | null {
+  let status: string;
+  try {
+    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)\\s*kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/**
+ * Resets the kernel's peak-RSS mark (VmHWM) of a process to its current RSS (Linux ≥ 4.0:
+ * `echo 5 > /proc/<pid>/clear_refs`), so a second phase gets its own peak. False when not allowed.
+ */
+export function resetPeak(pid: number): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Samples VmRSS every intervalMs; max() is the highest sample, a cross-check of VmHWM. */
+export class RssSampler {
+  private timer: NodeJS.Timeout | null = null;
+  private highest = 0;
+  private count = 0;
+
+  constructor(
+    private readonly pid: number,
+    private readonly intervalMs = 25,
+  ) {}
+
+  start(): this {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    return this;
+  }
+
+  private sample(): void {
+    const m = memoryOf(this.pid);
+    if (m === null) return;
+    this.count++;
+    if (m.rss > this.highest) this.highest = m.rss;
+  }
+
+  /** Stops sampling; returns the highest RSS seen and how many samples were taken. */
+  stop(): { highest: number; samples: number } {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.sample();
+    return { highest: this.highest, samples: this.count };
+  }
+}
+
+export const MB = 1024 * 1024;
