@@ -11,6 +11,7 @@ import type { Renderer } from './deliver/render';
 import { coerceError } from './errors';
 import { SerialError, makeSerials } from './fulfil/serial';
 import type { Logger } from './log';
+import { GroupCommit } from './record/group-commit';
 import { isFinal, type MessageState, type OrderRow, type Store } from './record/store';
 import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from './types';
 
@@ -65,7 +66,11 @@ export interface HandleOptions {
 }
 
 export class Pipeline {
-  constructor(private readonly options: PipelineOptions) {}
+  private readonly signedOrders: GroupCommit;
+
+  constructor(private readonly options: PipelineOptions) {
+    this.signedOrders = new GroupCommit(options.store.db);
+  }
 
   /** The source's handler: resolves once the message's final state is committed. */
   readonly handle = (message: IncomingMessage): Promise<MessageOutcome> => this.process(message);
@@ -228,14 +233,26 @@ export class Pipeline {
    * from our answer, so no buyer mail is queued. A replay (same vendor, order id and product)
    * returns the serials issued the first time and records nothing new.
    */
-  recordSignedOrder(vendor: string, order: ParsedOrder, productId: string): SignedOrderResult {
-    const { store, log, loaded } = this.options;
-    const orderKey = `${vendor}:${order.vendorOrderId ?? ''}:${order.productCode ?? order.product}`;
+  async recordSignedOrder(vendor: string, order: ParsedOrder, productId: string): Promise<SignedOrderResult> {
+    const { log } = this.options;
     const fields = { order: order.vendorOrderId, vendor, product: productId, buyer: order.buyerEmail, test: order.test };
+    // Concurrent POSTs share one commit (and one fsync); each is answered only once it is durable.
+    const result = await this.signedOrders.run(() => this.commitSignedOrder(vendor, order, productId));
+    if (result.outcome === 'replay') log.info('signed order replayed: same serials answered', fields);
+    else if (result.serials) log.info('signed order fulfilled: serials answered', fields);
+    else {
+      log.warn('signed order sent to review', { ...fields, reason: result.reason });
+      this.options.alert?.('review', `${vendor} order ${order.vendorOrderId ?? ''} for ${order.buyerEmail} sent to review`, result.reason ?? undefined);
+    }
+    return result;
+  }
+
+  private commitSignedOrder(vendor: string, order: ParsedOrder, productId: string): SignedOrderResult {
+    const { store, loaded } = this.options;
+    const orderKey = `${vendor}:${order.vendorOrderId ?? ''}:${order.productCode ?? order.product}`;
     const existing = store.findOrder(orderKey);
     if (existing && existing.state !== 'review' && existing.serials) {
       store.event(existing.id, null, 'replay', 'same order posted again: same serials answered');
-      log.info('signed order replayed: same serials answered', fields);
       return { orderId: existing.id, outcome: 'replay', serials: JSON.parse(existing.serials) as string[], reason: null };
     }
     const product = loaded.config.products.find((p) => p.id === productId);
@@ -265,11 +282,6 @@ export class Pipeline {
       messageRow: null, state: serials ? 'fulfilled' : 'review', reason, serials, mail: null,
       deliveredInAnswer: true, source: 'signed POST',
     });
-    if (serials) log.info('signed order fulfilled: serials answered', fields);
-    else {
-      log.warn('signed order sent to review', { ...fields, reason });
-      this.options.alert?.('review', `${vendor} order ${order.vendorOrderId ?? ''} for ${order.buyerEmail} sent to review`, reason ?? undefined);
-    }
     return { orderId, outcome: serials ? 'new' : 'review', serials, reason };
   }
 

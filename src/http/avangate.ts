@@ -323,7 +323,7 @@ export function createAvangateHandler(deps: AvangateDeps, vendor: AvangateVendor
       return text(404, 'unknown product', 'unknown_product');
     }
 
-    const recorded = pipeline.recordSignedOrder(AVANGATE_VENDOR, order, product.id);
+    const recorded = await pipeline.recordSignedOrder(AVANGATE_VENDOR, order, product.id);
     if (recorded.outcome === 'review' || recorded.serials === null) {
       // The reason never holds key material (serial errors name settings, not values).
       return text(503, `order held for review: ${recorded.reason ?? 'no codes'}`, 'review');
