@@ -14,6 +14,7 @@ import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
 import { closeLogger, createLogger, type Logger } from './log';
+import { NO_PROGRESS, createProgress, type Progress } from './progress';
 import { pinProcessClockToUtc } from './schedules';
 import { buildApp, seedDemo, type App } from './main';
 import { decide, decideContext, summarise } from './decide';
@@ -232,22 +233,36 @@ async function waitForLease(app: App, stopped: Promise<void>): Promise<boolean> 
 }
 
 async function reprocess(app: App, target: string, resend: boolean): Promise<number> {
-  const handle: MessageHandler = (m) => app.pipeline.process(m, { force: true, resend });
+  // Hundreds of messages take a while: a bar on a terminal, nothing when not on one.
+  let progress: Progress = NO_PROGRESS;
+  const onTotal = (total: number): void => {
+    progress = createProgress(total, 'reprocessing');
+  };
+  const handle: MessageHandler = async (m) => {
+    const outcome = await app.pipeline.process(m, { force: true, resend });
+    progress.tick();
+    return outcome;
+  };
   let count = 0;
-  if (target === 'review') {
-    const source = app.source;
-    if (source instanceof ImapSource) count = await source.processFolder(app.loaded.config.imap?.review ?? 'Review', handle);
-    else if (source instanceof DropFolderSource) count = await source.processReview(handle);
-  } else {
-    const messages = findMessages(app, target);
-    if (messages === null) {
-      app.log.error('nothing to reprocess: no such file, order id or message UID', { target });
-      return EXIT.failed;
+  try {
+    if (target === 'review') {
+      const source = app.source;
+      if (source instanceof ImapSource) count = await source.processFolder(app.loaded.config.imap?.review ?? 'Review', handle, onTotal);
+      else if (source instanceof DropFolderSource) count = await source.processReview(handle, onTotal);
+    } else {
+      const messages = findMessages(app, target);
+      if (messages === null) {
+        app.log.error('nothing to reprocess: no such file, order id or message UID', { target });
+        return EXIT.failed;
+      }
+      onTotal(messages.length);
+      for (const message of messages) {
+        await handle(message);
+        count++;
+      }
     }
-    for (const message of messages) {
-      await handle(message);
-      count++;
-    }
+  } finally {
+    progress.done();
   }
   await app.outbox.kick();
   app.log.info('reprocessing done', { target, messages: count });

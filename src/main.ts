@@ -11,7 +11,7 @@ import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
 import { Renderer } from './deliver/render';
 import { coerceError } from './errors';
 import type { Logger } from './log';
-import { buildHttpApp, type HttpApp } from './http/app';
+import type { HttpApp } from './http/app';
 import { OutboxSender } from './outbox';
 import { startSchedules, type Schedules } from './schedules';
 import { Pipeline } from './pipeline';
@@ -81,7 +81,8 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     : new DropFolderSource(config.dropFolder, log, config.poll, config.maxMessageSize);
   let http: HttpApp | null = null;
   try {
-    http = config.http ? buildHttpApp({ loaded, log, db, pipeline, source, alerts }) : null;
+    // Loaded only when configured: the listener and its metrics library cost start-up time otherwise.
+    http = config.http ? (require('./http/app') as typeof import('./http/app')).buildHttpApp({ loaded, log, db, pipeline, source, alerts }) : null;
   } catch (err) {
     // A bad vendors.avangate or products[].avangate value: release the database before the ConfigError reaches the CLI.
     db.close();

@@ -2,7 +2,7 @@
  * HTML to text with html-to-text, laid out so the label reader sees what a person sees: a table row
  * `<td>Label</td><td>value</td>` becomes the line `Label: value`.
  */
-import { compile, type DomNode, type FormatCallback } from 'html-to-text';
+import type { DomNode, FormatCallback } from 'html-to-text';
 
 type Builder = Parameters<FormatCallback>[2];
 type TablePrinter = NonNullable<Parameters<Builder['closeTable']>[0]>['tableToString'];
@@ -57,7 +57,15 @@ function rowsAsLines(rows: TablePrinterCell[][]): string {
   return lines.join('\n');
 }
 
-const convert = compile({
+/** Compiled on first use: html-to-text costs ~60 ms at start-up, and many sellers never get HTML-only mail. */
+let compiled: ((html: string) => string) | null = null;
+const convert = (html: string): string => {
+  compiled ??= makeConverter();
+  return compiled(html);
+};
+
+const makeConverter = (): ((html: string) => string) =>
+  (require('html-to-text') as typeof import('html-to-text')).compile({
   // Wrapping would split a long name or address across lines, and the label reader reads lines.
   wordwrap: false,
   formatters: { rowTable: formatRowTable },

@@ -61,8 +61,8 @@ export class DropFolderSource implements Source {
   }
 
   /** Runs the files in review/ through again; those that now succeed move to processed/. */
-  async processReview(handle: MessageHandler): Promise<number> {
-    return this.passOn(this.reviewFolder, handle, true);
+  async processReview(handle: MessageHandler, onTotal?: (count: number) => void): Promise<number> {
+    return this.passOn(this.reviewFolder, handle, true, onTotal);
   }
 
   private async ensureFolders(): Promise<void> {
@@ -91,11 +91,12 @@ export class DropFolderSource implements Source {
     return this.running;
   }
 
-  private async passOn(folder: string, handle: MessageHandler, fromReview: boolean): Promise<number> {
+  private async passOn(folder: string, handle: MessageHandler, fromReview: boolean, onTotal?: (count: number) => void): Promise<number> {
     const names = (await fs.promises.readdir(folder, { withFileTypes: true }))
       .filter((e) => e.isFile() && e.name.toLowerCase().endsWith('.eml'))
       .map((e) => e.name)
       .sort();
+    onTotal?.(names.length);
     let handled = 0;
     for (const name of names) {
       if (this.stopped) break;

@@ -73,11 +73,11 @@ export class ImapSource implements Source {
   }
 
   /** Runs `fn` on a connection to another folder of the same account (used by --reprocess review). */
-  async processFolder(folder: string, handle: MessageHandler): Promise<number> {
+  async processFolder(folder: string, handle: MessageHandler, onTotal?: (count: number) => void): Promise<number> {
     const client = await this.openClient();
     try {
       await client.mailboxOpen(folder);
-      return await this.passOn(client, folder, handle, (outcome) => (outcome === 'processed' ? this.settings.processed : null));
+      return await this.passOn(client, folder, handle, (outcome) => (outcome === 'processed' ? this.settings.processed : null), onTotal);
     } finally {
       await client.logout().catch(() => undefined);
     }
@@ -187,10 +187,12 @@ export class ImapSource implements Source {
     folder: string,
     handle: MessageHandler,
     destination: (outcome: Exclude<MessageOutcome, 'defer'>) => string | null,
+    onTotal?: (count: number) => void,
   ): Promise<number> {
     const uidValidity = Number(client.mailbox ? client.mailbox.uidValidity : 0);
     const found = await client.search({ all: true }, { uid: true });
     const uids = (Array.isArray(found) ? found : []).sort((a, b) => a - b);
+    onTotal?.(uids.length);
     let handled = 0;
     for (let i = 0; i < uids.length && !this.stoppedFor(client); i += BATCH) {
       const batch = uids.slice(i, i + BATCH);
