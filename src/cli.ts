@@ -3,7 +3,6 @@
  * The `keymailer` command. Exit codes: 0 done; 1 failed while running; 2 bad arguments;
  * 3 bad or missing configuration.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -13,14 +12,16 @@ import { registerSellerCommands } from './commands/seller';
 import { registerSerialCommands } from './commands/serial';
 import { loadConfig, type LoadedConfig } from './config';
 import { ConfigError, coerceError } from './errors';
+import { sha256 } from './hash';
 import { closeLogger, createLogger, type Logger } from './log';
 import { NO_PROGRESS, createProgress, type Progress } from './progress';
 import { pinProcessClockToUtc } from './schedules';
 import { buildApp, seedDemo, type App } from './main';
 import { decide, decideContext, summarise } from './decide';
 import { DropFolderSource } from './source/drop-folder';
-import { ImapSource } from './source/imap';
-import type { IncomingMessage, MessageHandler, MessageKey } from './types';
+import { ImapSource, newImapClient } from './source/imap';
+import type { MessageRow } from './record/store';
+import type { IncomingMessage, MessageHandler } from './types';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, config: 3 } as const;
 
@@ -60,7 +61,7 @@ export function buildProgram(): Command {
         'Examples:\n  keymailer --once\n  keymailer --reprocess review\n  keymailer --reprocess 8811-2046-5537 --resend\n  keymailer --dry-run --reprocess ./order.eml',
     )
     .action(async (options: RunOptions) => {
-      process.exitCode = await run(options);
+      process.exitCode = await run(options).catch(configErrorExit);
     });
 
   registerSerialCommands(program, (configPath) => loadConfig(configPath).config.products);
@@ -78,16 +79,11 @@ export function buildProgram(): Command {
   return program;
 }
 
-function loadOrExit(configPath: string | undefined): LoadedConfig | null {
-  try {
-    return loadConfig(configPath);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`keymailer: config error: ${err.message}\n`);
-      return null;
-    }
-    throw err;
-  }
+/** Every bad setting, whichever stage found it, ends the same way: one line on stderr, exit 3. */
+function configErrorExit(err: unknown): number {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`keymailer: config error: ${err.message}\n`);
+  return EXIT.config;
 }
 
 async function run(options: RunOptions): Promise<number> {
@@ -95,8 +91,7 @@ async function run(options: RunOptions): Promise<number> {
     process.stderr.write('keymailer: --resend only goes with --reprocess TARGET (or use `keymailer resend`)\n');
     return EXIT.usage;
   }
-  const loaded = loadOrExit(options.config);
-  if (!loaded) return EXIT.config;
+  const loaded = loadConfig(options.config);
   const settings = loaded.config.log;
   const log = createLogger({
     level: settings.level,
@@ -108,15 +103,7 @@ async function run(options: RunOptions): Promise<number> {
   // node-cron 4.6.0 loops at the autumn DST change when the process zone has DST; jobs keep the
   // seller's zone through their own timezone option (see schedules.ts).
   if (!options.dryRun) pinProcessClockToUtc();
-  if (options.dryRun) {
-    try {
-      return await dryRun(loaded, log, options.reprocess);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      process.stderr.write(`keymailer: config error: ${err.message}\n`);
-      return EXIT.config;
-    }
-  }
+  if (options.dryRun) return dryRun(loaded, log, options.reprocess);
   if (loaded.file === null) {
     log.info('running the built-in demo configuration (no config.yaml found)');
     log.info('to go live: copy config.example.yaml to config.yaml, fill in IMAP, SMTP and your products, then start again');
@@ -124,16 +111,7 @@ async function run(options: RunOptions): Promise<number> {
   } else {
     log.info('config loaded', { file: loaded.file });
   }
-  let app: App;
-  try {
-    app = buildApp(loaded, log);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`keymailer: config error: ${err.message}\n`);
-      return EXIT.config;
-    }
-    throw err;
-  }
+  const app = buildApp(loaded, log);
   log.info('keymailer started', { source: app.source.description, delivery: app.mailer.description, database: loaded.config.database });
   try {
     if (options.reprocess) return await reprocess(app, options.reprocess, !!options.resend);
@@ -269,9 +247,6 @@ async function reprocess(app: App, target: string, resend: boolean): Promise<num
   return EXIT.ok;
 }
 
-function sha256(raw: Buffer): string {
-  return crypto.createHash('sha256').update(raw).digest('hex');
-}
 
 /** The messages a reprocess target names: a file, the messages of an order, or a recorded IMAP UID. */
 function findMessages(app: App, target: string): IncomingMessage[] | null {
@@ -280,22 +255,20 @@ function findMessages(app: App, target: string): IncomingMessage[] | null {
     const raw = fs.readFileSync(target);
     return [{ key: { source: 'file', uidValidity: 0, uid: `${path.resolve(target)}:${sha256(raw).slice(0, 16)}` }, raw }];
   }
-  const rows = new Map<number, MessageKey>();
+  const rows = new Map<number, MessageRow>();
   for (const order of app.store.findOrders(target)) {
-    if (order.message_row === null) continue;
-    const row = app.db.prepare('SELECT source, uid_validity, uid FROM messages WHERE id = ?').get(order.message_row) as
-      | { source: string; uid_validity: number; uid: string }
-      | undefined;
-    if (row) rows.set(order.message_row, { source: row.source, uidValidity: row.uid_validity, uid: row.uid });
+    const row = order.message_row === null ? undefined : app.store.messageById(order.message_row);
+    if (row) rows.set(row.id, row);
   }
   if (rows.size === 0 && /^\d+$/.test(target)) {
-    const found = app.db
-      .prepare(`SELECT id, source, uid_validity, uid FROM messages WHERE uid = ? AND source LIKE 'imap:%' ORDER BY id DESC LIMIT 1`)
-      .get(target) as { id: number; source: string; uid_validity: number; uid: string } | undefined;
-    if (found) rows.set(found.id, { source: found.source, uidValidity: found.uid_validity, uid: found.uid });
+    const found = app.store.latestImapMessage(target);
+    if (found) rows.set(found.id, found);
   }
   if (rows.size === 0) return null;
-  return [...rows].map(([id, key]) => ({ key, raw: app.store.messageRaw(id) ?? Buffer.alloc(0) }));
+  return [...rows.values()].map((row) => ({
+    key: { source: row.source, uidValidity: row.uid_validity, uid: row.uid },
+    raw: app.store.messageRaw(row.id) ?? Buffer.alloc(0),
+  }));
 }
 
 /** Prints what would happen to each waiting message (or the reprocess target), touching nothing. */
@@ -315,12 +288,7 @@ async function dryRun(loaded: LoadedConfig, log: Logger, target: string | undefi
   }
   const { config } = loaded;
   if (config.imap) {
-    const { ImapFlow } = await import('imapflow');
-    const client = new ImapFlow({
-      host: config.imap.host, port: config.imap.port, secure: config.imap.secure,
-      auth: { user: config.imap.user, pass: config.imap.pass }, logger: false,
-      tls: { rejectUnauthorized: !config.imap.allowSelfSigned },
-    });
+    const client = newImapClient(config.imap);
     client.on('error', (err: unknown) => log.warn('IMAP connection error', { reason: coerceError(err).message }));
     await client.connect();
     try {

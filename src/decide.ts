@@ -3,7 +3,7 @@
  * decode → find the vendor's parser → parse → authenticate the sender → match products → make
  * serials. Shared by the daemon, --dry-run and `keymailer parse`.
  */
-import crypto from 'node:crypto';
+import { sha256 } from './hash';
 import { buildAuthPolicy, authenticateSender, type AuthPolicy, type Resolver } from './authenticate/sender';
 import type { LoadedConfig, ProductConfig } from './config';
 import { coerceError } from './errors';
@@ -71,7 +71,6 @@ export function uncheckedVendors(context: DecideContext): string[] {
   return context.auth ? context.parsers.filter((p) => context.auth?.policy.vendor(p.id).auth === 'none').map((p) => p.label) : [];
 }
 
-const sha256 = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
 
 function verdict(action: Action, reason: string, vendor: string | null, notification: Notification | null): Decision {
   return { vendor, action, reason, orders: [], notification, refundOf: null };

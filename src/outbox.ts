@@ -5,6 +5,7 @@
  */
 import { PermanentError, coerceError } from './errors';
 import { backoffDelay } from './backoff';
+import { PassRunner } from './pass-runner';
 import type { RaiseAlert } from './alerts';
 import type { Logger } from './log';
 import type { Mailer } from './deliver/mailer';
@@ -26,32 +27,20 @@ export interface OutboxOptions {
 }
 
 export class OutboxSender {
-  private running: Promise<void> | null = null;
-  private again = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly runner = new PassRunner({
+    pass: () => this.pass(),
+    keepGoing: () => !this.stopped,
+    settled: () => this.schedule(),
+  });
 
   constructor(private readonly options: OutboxOptions) {}
 
   /** Sends whatever is due now; calls made while a pass runs fold into one more pass. */
   kick(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.pass();
-        } while (this.again && !this.stopped);
-      } finally {
-        this.running = null;
-        this.schedule();
-      }
-    })();
-    return this.running;
+    return this.runner.request();
   }
 
   private async pass(): Promise<void> {
@@ -101,14 +90,9 @@ export class OutboxSender {
     this.timer.unref();
   }
 
-  /** True when nothing is due or in flight. */
-  isIdle(): boolean {
-    return this.running === null && this.options.store.dueMail(1).length === 0;
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    await this.runner.settle();
   }
 }

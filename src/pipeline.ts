@@ -3,7 +3,7 @@
  * parse → match product → make serials → render the buyer mail → record (order + outbox, one
  * transaction). Sending happens afterwards, from the outbox (see outbox.ts).
  */
-import crypto from 'node:crypto';
+import { sha256 } from './hash';
 import type { RaiseAlert } from './alerts';
 import type { LoadedConfig, ProductConfig } from './config';
 import { decide, tooLargeDecision, type DecideContext, type DecidedOrder, type Decision } from './decide';
@@ -17,7 +17,6 @@ import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from '.
 
 export type { Decision, DecidedOrder } from './decide';
 
-const sha256 = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
 
 /** The Message-ID header, read from the raw header block without a full parse (first 64 KB). */
 function messageIdOf(raw: Buffer): string | null {
@@ -338,10 +337,7 @@ export class Pipeline {
    */
   private servedElsewhere(vendor: string | null, order: DecidedOrder): number | null {
     if (vendor !== '2checkout' || !order.vendorOrderId || this.options.loaded.config.vendors['avangate'] === undefined) return null;
-    const row = this.options.store.db
-      .prepare(`SELECT id FROM orders WHERE vendor = 'avangate' AND vendor_order_id = ? AND product_id IS ? AND state != 'review' LIMIT 1`)
-      .get(order.vendorOrderId, order.productId) as { id: number } | undefined;
-    return row?.id ?? null;
+    return this.options.store.findServedOrder('avangate', order.vendorOrderId, order.productId);
   }
 
   private buyerMail(order: DecidedOrder, product: ProductConfig, vendor: string, identity: string): Promise<{ messageId: string; raw: Buffer }> {

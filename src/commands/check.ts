@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ImapFlow, type ImapFlowError } from 'imapflow';
+import type { ImapFlowError } from 'imapflow';
 import { loadConfig, type LoadedConfig, type ProductConfig } from '../config';
 import { smtpMailer, fileMailer, type Mailer } from '../deliver/mailer';
 import { Renderer } from '../deliver/render';
@@ -20,6 +20,7 @@ import { ConfigError, coerceError } from '../errors';
 import { checkSerialSettings, makeSerials } from '../fulfil/serial';
 import { redactor } from '../log';
 import { openDatabase } from '../record/db';
+import { newImapClient } from '../source/imap';
 import { CONFIG_OPTION_HELP, SELLER_EXIT, TEST_BUYER, out, printable } from './seller-support';
 
 const SERVER_TIMEOUT_MS = 10_000;
@@ -148,17 +149,10 @@ async function checkImap(loaded: LoadedConfig, report: Report): Promise<void> {
   const imap = loaded.config.imap;
   if (!imap) return;
   const where = `IMAP ${imap.user}@${imap.host}:${imap.port}`;
-  const client = new ImapFlow({
-    host: imap.host,
-    port: imap.port,
-    secure: imap.secure,
-    auth: { user: imap.user, pass: imap.pass },
-    logger: false,
-    tls: { rejectUnauthorized: !imap.allowSelfSigned },
+  const client = newImapClient(imap, {
     connectionTimeout: SERVER_TIMEOUT_MS,
     greetingTimeout: SERVER_TIMEOUT_MS,
     socketTimeout: SERVER_TIMEOUT_MS,
-    disableAutoIdle: true,
   });
   // Before connect(): an 'error' event without a listener would end the whole process.
   client.on('error', () => undefined);

@@ -3,12 +3,12 @@
  * MIME messages. The message is built once, before it is recorded, so a resend after a crash
  * repeats exactly the same bytes and Message-ID.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { ConfigError } from '../errors';
+import { sha256 } from '../hash';
 
 export interface BuyerMailData {
   readonly buyer: { readonly name: string; readonly email: string };
@@ -122,6 +122,6 @@ export async function composeMail(parts: MailParts): Promise<Buffer> {
 /** `<hash.km@seller-domain>`: the same identity always gives the same Message-ID, so a repeat is recognisable. */
 export function stableMessageId(identity: string, from: string): string {
   const domain = /@([^>\s]+)>?\s*$/.exec(from)?.[1] ?? 'keymailer.local';
-  const hash = crypto.createHash('sha256').update(identity).digest('hex').slice(0, 32);
+  const hash = sha256(identity).slice(0, 32);
   return `<${hash}.km@${domain}>`;
 }

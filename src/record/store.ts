@@ -130,6 +130,22 @@ export class Store {
       .get(messageId) as MessageRow | undefined;
   }
 
+  messageById(id: number): MessageRow | undefined {
+    return this.sql('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+  }
+
+  /** The newest message recorded under this IMAP UID, in any mailbox or UIDVALIDITY. */
+  latestImapMessage(uid: string): MessageRow | undefined {
+    return this.sql(`SELECT * FROM messages WHERE uid = ? AND source LIKE 'imap:%' ORDER BY id DESC LIMIT 1`).get(uid) as MessageRow | undefined;
+  }
+
+  /** An order of this vendor, order id and product that was already served (not in review). */
+  findServedOrder(vendor: string, vendorOrderId: string, productId: string | null): number | null {
+    const row = this.sql(`SELECT id FROM orders WHERE vendor = ? AND vendor_order_id = ? AND product_id IS ? AND state != 'review' LIMIT 1`)
+      .get(vendor, vendorOrderId, productId) as { id: number } | undefined;
+    return row?.id ?? null;
+  }
+
   messageReceivedAt(id: number): string {
     const row = this.sql('SELECT received_at FROM messages WHERE id = ?').get(id) as { received_at: string } | undefined;
     return row?.received_at ?? new Date().toISOString();

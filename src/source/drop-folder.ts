@@ -3,20 +3,29 @@
  * notifications by hand. Handled files move to processed/ or review/ inside the folder, only
  * after their final state is committed.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import cron, { type ScheduledTask } from 'node-cron';
-import { coerceError } from '../errors';
+import { sha256 } from '../hash';
 import type { Logger } from '../log';
+import { PassRunner } from '../pass-runner';
 import type { MessageHandler, Source, SourceStatus } from '../types';
 
 export class DropFolderSource implements Source {
   readonly description: string;
   private watcher: fs.FSWatcher | null = null;
   private poll: ScheduledTask | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
+  private handler: MessageHandler | null = null;
+  private readonly runner = new PassRunner({
+    pass: async () => {
+      if (this.handler) await this.passOn(this.folder, this.handler, false);
+    },
+    keepGoing: () => !this.stopped,
+    done: () => {
+      this.lastSyncAt = Date.now();
+    },
+    onError: (err) => this.log.warn('drop folder pass interrupted; will retry', { reason: err.message }),
+  });
   private stopped = false;
   private debounce: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
@@ -71,24 +80,8 @@ export class DropFolderSource implements Source {
 
   private requestPass(handle: MessageHandler): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.passOn(this.folder, handle, false);
-        } while (this.again && !this.stopped);
-        this.lastSyncAt = Date.now();
-      } catch (err) {
-        this.log.warn('drop folder pass interrupted; will retry', { reason: coerceError(err).message });
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
+    this.handler = handle;
+    return this.runner.request();
   }
 
   private async passOn(folder: string, handle: MessageHandler, fromReview: boolean, onTotal?: (count: number) => void): Promise<number> {
@@ -113,7 +106,7 @@ export class DropFolderSource implements Source {
         continue; // moved or deleted meanwhile
       }
       // The name alone is not an identity: a seller may drop another order.eml tomorrow.
-      const hash = crypto.createHash('sha256').update(raw).digest('hex').slice(0, 16);
+      const hash = sha256(raw).slice(0, 16);
       const key = { source: `drop:${this.folder}`, uidValidity: 0, uid: `${name}:${hash}` };
       const outcome = await handle(tooLarge === undefined ? { key, raw } : { key, raw, tooLarge });
       handled++;
@@ -128,7 +121,7 @@ export class DropFolderSource implements Source {
     if (this.debounce) clearTimeout(this.debounce);
     this.watcher?.close();
     this.poll?.stop();
-    await this.running?.catch(() => undefined);
+    await this.runner.settle();
   }
 }
 

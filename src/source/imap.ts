@@ -7,12 +7,13 @@
  * issued while a fetch() iterator is open (UIDs are collected first); a closed client is never
  * reused, each connection gets a fresh ImapFlow object.
  */
-import { ImapFlow } from 'imapflow';
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import cron, { type ScheduledTask } from 'node-cron';
 import { coerceError } from '../errors';
 import type { Logger } from '../log';
 import type { IncomingMessage, MessageHandler, MessageOutcome, Source, SourceStatus } from '../types';
 import { backoffDelay } from '../backoff';
+import { PassRunner } from '../pass-runner';
 
 export interface ImapSettings {
   readonly host: string;
@@ -26,6 +27,26 @@ export interface ImapSettings {
   readonly allowSelfSigned: boolean;
 }
 
+/**
+ * A new, unconnected client for the seller's mailbox; the caller attaches its `error` listener
+ * before connect(). Every connection gets a fresh one: a closed ImapFlow cannot be reused.
+ */
+export function newImapClient(
+  s: Pick<ImapSettings, 'host' | 'port' | 'secure' | 'user' | 'pass' | 'allowSelfSigned'>,
+  extra: Partial<ImapFlowOptions> = {},
+): ImapFlow {
+  return new ImapFlow({
+    host: s.host,
+    port: s.port,
+    secure: s.secure,
+    auth: { user: s.user, pass: s.pass },
+    logger: false,
+    disableAutoIdle: true,
+    tls: { rejectUnauthorized: !s.allowSelfSigned },
+    ...extra,
+  });
+}
+
 /** Messages fetched per round trip: small enough to bound memory, large enough for a backlog. */
 const BATCH = 50;
 
@@ -33,8 +54,22 @@ export class ImapSource implements Source {
   readonly description: string;
   private client: ImapFlow | null = null;
   private handler: MessageHandler | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
+  private readonly runner = new PassRunner({
+    pass: async () => {
+      const client = this.client;
+      if (!client || !this.handler || this.stopped) return;
+      await this.passOn(client, this.settings.mailbox, this.handler, (outcome) =>
+        outcome === 'processed' ? this.settings.processed : this.settings.review,
+      );
+    },
+    keepGoing: () => !this.stopped,
+    done: () => {
+      if (!this.client?.usable) return;
+      this.lastSyncAt = Date.now();
+      if (!this.stopped) void this.client.idle().catch(() => undefined);
+    },
+    onError: (err) => this.log.warn('IMAP pass interrupted; will retry', { reason: err.message }),
+  });
   private stopped = false;
   private failures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -85,16 +120,9 @@ export class ImapSource implements Source {
 
   private async openClient(): Promise<ImapFlow> {
     const s = this.settings;
-    const client = new ImapFlow({
-      host: s.host,
-      port: s.port,
-      secure: s.secure,
-      auth: { user: s.user, pass: s.pass },
-      logger: false,
-      disableAutoIdle: true,
+    const client = newImapClient(s, {
       // Re-issue IDLE every few minutes: some servers and NATs drop a quiet connection silently.
       maxIdleTime: 4 * 60_000,
-      tls: { rejectUnauthorized: !s.allowSelfSigned },
       connectionTimeout: 30_000,
     });
     client.on('error', (err: unknown) => this.log.warn('IMAP connection error', { reason: coerceError(err).message }));
@@ -156,29 +184,7 @@ export class ImapSource implements Source {
 
   /** One pass at a time; requests during a pass fold into one more pass. */
   private requestPass(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          const client = this.client;
-          if (!client || !this.handler || this.stopped) return;
-          await this.passOn(client, this.settings.mailbox, this.handler, (outcome) =>
-            outcome === 'processed' ? this.settings.processed : this.settings.review,
-          );
-        } while (this.again && !this.stopped);
-        this.lastSyncAt = Date.now();
-        if (!this.stopped && this.client?.usable) void this.client.idle().catch(() => undefined);
-      } catch (err) {
-        this.log.warn('IMAP pass interrupted; will retry', { reason: coerceError(err).message });
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
+    return this.runner.request();
   }
 
   /** Handles every message in the open folder; files each one where `destination` says (null: leave). */
@@ -237,7 +243,7 @@ export class ImapSource implements Source {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.poll?.stop();
-    await this.running?.catch(() => undefined);
+    await this.runner.settle();
     const client = this.client;
     this.client = null;
     if (client) {
