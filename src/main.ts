@@ -122,7 +122,13 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
 }
 
 /** Tells the owner once per outage when the mailbox has been unreachable for 15 minutes. */
-function watchOutage(source: Source, alerts: Alerts, log: Logger, limitMs = 15 * 60_000): NodeJS.Timeout {
+export function watchOutage(
+  source: Pick<Source, 'status' | 'description'>,
+  alerts: Pick<Alerts, 'raise'>,
+  log: Logger,
+  limitMs = 15 * 60_000,
+  checkEveryMs = 30_000,
+): NodeJS.Timeout {
   let alertedFor: number | null = null;
   const timer = setInterval(() => {
     const status = source.status();
@@ -131,7 +137,7 @@ function watchOutage(source: Source, alerts: Alerts, log: Logger, limitMs = 15 *
     const minutes = Math.round((Date.now() - status.since) / 60_000);
     log.error('mailbox unreachable', { source: source.description, minutes });
     alerts.raise('imap-down', `${source.description} unreachable for ${minutes} minutes`);
-  }, 30_000);
+  }, checkEveryMs);
   timer.unref();
   return timer;
 }
