@@ -11,11 +11,27 @@ interface Pending {
   readonly reject: (reason: unknown) => void;
 }
 
+type Result = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 export class GroupCommit {
   private queue: Pending[] = [];
   private scheduled = false;
+  /** Built once: better-sqlite3 builds a new wrapper on every db.transaction() call. */
+  private readonly savepoint: (work: () => unknown) => unknown;
+  private readonly commitBatch: (batch: readonly Pending[], results: Result[]) => void;
 
-  constructor(private readonly db: Db) {}
+  constructor(db: Db) {
+    this.savepoint = db.transaction((work: () => unknown) => work());
+    this.commitBatch = db.transaction((batch: readonly Pending[], results: Result[]) => {
+      for (const item of batch) {
+        try {
+          results.push({ ok: true, value: this.savepoint(item.work) });
+        } catch (error) {
+          results.push({ ok: false, error });
+        }
+      }
+    });
+  }
 
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -31,17 +47,9 @@ export class GroupCommit {
     const batch = this.queue;
     this.queue = [];
     this.scheduled = false;
-    const results: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    const results: Result[] = [];
     try {
-      this.db.transaction(() => {
-        for (const item of batch) {
-          try {
-            results.push({ ok: true, value: this.db.transaction(item.work)() });
-          } catch (error) {
-            results.push({ ok: false, error });
-          }
-        }
-      })();
+      this.commitBatch(batch, results);
     } catch (error) {
       for (const item of batch) item.reject(error);
       return;

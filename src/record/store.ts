@@ -101,7 +101,45 @@ export class Store {
   /** Statements are compiled once: preparing on every call cost a tenth of the daemon's time. */
   private readonly statements = new Map<string, Database.Statement>();
 
-  constructor(readonly db: Db) {}
+  /** Transaction wrappers are built once too; better-sqlite3 makes a new one on every db.transaction(). */
+  private readonly commitOrderTx: (order: OrderRecord) => { orderId: number; outcome: CommitOutcome };
+  private readonly finishMessageTx: (id: number, state: MessageState, vendor: string | null, reason: string | null) => void;
+  private readonly markRefundedTx: (vendor: string, vendorOrderId: string, reason: string, messageRow: number) => number;
+  private readonly markSentTx: (mail: OutboxRow) => void;
+  private readonly markFailedTx: (mail: OutboxRow, error: string) => void;
+
+  constructor(readonly db: Db) {
+    this.commitOrderTx = db.transaction((order: OrderRecord) => this.commitOrderNow(order));
+    this.finishMessageTx = db.transaction((id: number, state: MessageState, vendor: string | null, reason: string | null) => {
+      this.sql('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?').run(state, vendor, reason, now(), id);
+      this.event(null, id, `message ${state}`, reason);
+    });
+    this.markRefundedTx = db.transaction((vendor: string, vendorOrderId: string, reason: string, messageRow: number) => {
+      const rows = this.sql('SELECT id FROM orders WHERE vendor = ? AND vendor_order_id = ?').all(vendor, vendorOrderId) as { id: number }[];
+      const at = now();
+      for (const { id } of rows) {
+        this.sql(`UPDATE orders SET state = 'refunded', reason = ?, updated_at = ? WHERE id = ?`).run(reason, at, id);
+        this.event(id, messageRow, 'refunded', reason);
+      }
+      return rows.length;
+    });
+    this.markSentTx = db.transaction((mail: OutboxRow) => {
+      const at = now();
+      this.sql('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
+      if (mail.order_id !== null && mail.kind === 'serial') {
+        this.sql(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`).run(at, at, mail.order_id);
+      }
+      this.event(mail.order_id, null, `${mail.kind} mail sent`, mail.message_id);
+    });
+    this.markFailedTx = db.transaction((mail: OutboxRow, error: string) => {
+      const at = now();
+      this.sql('UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?').run(error, at, mail.id);
+      if (mail.order_id !== null && mail.kind === 'serial') {
+        this.sql(`UPDATE orders SET state = 'review', reason = ?, updated_at = ? WHERE id = ?`).run(`buyer mail refused: ${error}`, at, mail.order_id);
+      }
+      this.event(mail.order_id, null, `${mail.kind} mail failed`, error);
+    });
+  }
 
   private sql(text: string): Database.Statement {
     let statement = this.statements.get(text);
@@ -176,10 +214,7 @@ export class Store {
 
   /** The final state and its event in one transaction: one fsync per message, not two. */
   finishMessage(id: number, state: MessageState, vendor: string | null, reason: string | null): void {
-    this.db.transaction(() => {
-      this.sql('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?').run(state, vendor, reason, now(), id);
-      this.event(null, id, `message ${state}`, reason);
-    })();
+    this.finishMessageTx(id, state, vendor, reason);
   }
 
   event(orderId: number | null, messageRow: number | null, kind: string, detail: string | null): void {
@@ -209,50 +244,52 @@ export class Store {
    * either both exist or neither, so the mail is sent exactly when the order is recorded.
    */
   commitOrder(order: OrderRecord): { orderId: number; outcome: CommitOutcome } {
-    return this.db.transaction((): { orderId: number; outcome: CommitOutcome } => {
-      const at = now();
-      const existing = this.findOrder(order.orderKey);
-      if (existing && existing.state !== 'review') {
-        this.event(existing.id, order.messageRow, 'duplicate', `already ${existing.state}`);
-        return { orderId: existing.id, outcome: 'duplicate' };
-      }
-      const serials = order.serials ? JSON.stringify(order.serials) : null;
-      const fulfilledAt = order.state === 'fulfilled' ? at : null;
-      let orderId: number;
-      if (existing) {
-        this.db
-          .prepare(
-            `UPDATE orders SET product_id = ?, license_name = ?, serials = ?, state = ?, reason = ?, message_row = ?,
-             fulfilled_at = ?, updated_at = ? WHERE id = ?`,
-          )
-          .run(order.productId, order.licenseName, serials, order.state, order.reason, order.messageRow, fulfilledAt, at, existing.id);
-        orderId = existing.id;
-      } else {
-        const result = this.db
-          .prepare(
-            `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
-             license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
-            order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
-            serials, order.state, order.reason, order.messageRow, at, fulfilledAt, at,
-          );
-        orderId = Number(result.lastInsertRowid);
-      }
-      this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
-      if (order.state === 'fulfilled' && order.deliveredInAnswer) {
-        this.sql(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
-        return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
-      }
-      if (order.state === 'fulfilled') {
-        if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
-        this.enqueue(order.mail, orderId, at);
-        return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
-      }
-      return { orderId, outcome: existing ? 'still-review' : 'new' };
-    })();
+    return this.commitOrderTx(order);
+  }
+
+  private commitOrderNow(order: OrderRecord): { orderId: number; outcome: CommitOutcome } {
+    const at = now();
+    const existing = this.findOrder(order.orderKey);
+    if (existing && existing.state !== 'review') {
+      this.event(existing.id, order.messageRow, 'duplicate', `already ${existing.state}`);
+      return { orderId: existing.id, outcome: 'duplicate' };
+    }
+    const serials = order.serials ? JSON.stringify(order.serials) : null;
+    const fulfilledAt = order.state === 'fulfilled' ? at : null;
+    let orderId: number;
+    if (existing) {
+      this
+        .sql(
+          `UPDATE orders SET product_id = ?, license_name = ?, serials = ?, state = ?, reason = ?, message_row = ?,
+           fulfilled_at = ?, updated_at = ? WHERE id = ?`,
+        )
+        .run(order.productId, order.licenseName, serials, order.state, order.reason, order.messageRow, fulfilledAt, at, existing.id);
+      orderId = existing.id;
+    } else {
+      const result = this
+        .sql(
+          `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
+           license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
+          order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
+          serials, order.state, order.reason, order.messageRow, at, fulfilledAt, at,
+        );
+      orderId = Number(result.lastInsertRowid);
+    }
+    this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
+    if (order.state === 'fulfilled' && order.deliveredInAnswer) {
+      this.sql(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
+      return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
+    }
+    if (order.state === 'fulfilled') {
+      if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
+      this.enqueue(order.mail, orderId, at);
+      return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
+    }
+    return { orderId, outcome: existing ? 'still-review' : 'new' };
   }
 
   /**
@@ -260,17 +297,7 @@ export class Store {
    * items) it touched: 0 when keymailer never saw that order.
    */
   markRefunded(vendor: string, vendorOrderId: string, reason: string, messageRow: number): number {
-    return this.db.transaction((): number => {
-      const rows = this.db
-        .prepare('SELECT id FROM orders WHERE vendor = ? AND vendor_order_id = ?')
-        .all(vendor, vendorOrderId) as { id: number }[];
-      const at = now();
-      for (const { id } of rows) {
-        this.sql(`UPDATE orders SET state = 'refunded', reason = ?, updated_at = ? WHERE id = ?`).run(reason, at, id);
-        this.event(id, messageRow, 'refunded', reason);
-      }
-      return rows.length;
-    })();
+    return this.markRefundedTx(vendor, vendorOrderId, reason, messageRow);
   }
 
   /** Queues a mail in the outbox; a second mail with the same Message-ID is ignored. */
@@ -305,16 +332,7 @@ export class Store {
 
   /** One local write right after the server accepted: the only window for a double send. */
   markSent(mail: OutboxRow): void {
-    const at = now();
-    this.db.transaction(() => {
-      this.sql('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
-      if (mail.order_id !== null && mail.kind === 'serial') {
-        this.db
-          .prepare(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`)
-          .run(at, at, mail.order_id);
-      }
-      this.event(mail.order_id, null, `${mail.kind} mail sent`, mail.message_id);
-    })();
+    this.markSentTx(mail);
   }
 
   markRetry(mail: OutboxRow, error: string, nextAttemptAt: string): void {
@@ -328,17 +346,6 @@ export class Store {
   }
 
   markFailed(mail: OutboxRow, error: string): void {
-    const at = now();
-    this.db.transaction(() => {
-      this.db
-        .prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?')
-        .run(error, at, mail.id);
-      if (mail.order_id !== null && mail.kind === 'serial') {
-        this.db
-          .prepare(`UPDATE orders SET state = 'review', reason = ?, updated_at = ? WHERE id = ?`)
-          .run(`buyer mail refused: ${error}`, at, mail.order_id);
-      }
-      this.event(mail.order_id, null, `${mail.kind} mail failed`, error);
-    })();
+    this.markFailedTx(mail, error);
   }
 }
