@@ -216,10 +216,10 @@ async function reprocess(app: App, target: string, resend: boolean): Promise<num
   const onTotal = (total: number): void => {
     progress = createProgress(total, 'reprocessing');
   };
-  const handle: MessageHandler = async (m) => {
-    const outcome = await app.pipeline.process(m, { force: true, resend });
-    progress.tick();
-    return outcome;
+  const handle: MessageHandler = async (messages) => {
+    const outcomes = await app.pipeline.processAll(messages, { force: true, resend });
+    progress.tick(messages.length);
+    return outcomes;
   };
   let count = 0;
   try {
@@ -235,7 +235,7 @@ async function reprocess(app: App, target: string, resend: boolean): Promise<num
       }
       onTotal(messages.length);
       for (const message of messages) {
-        await handle(message);
+        await handle([message]);
         count++;
       }
     }

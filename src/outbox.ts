@@ -1,5 +1,5 @@
 /**
- * Sends what the outbox table holds, oldest first, one at a time. A mail is marked sent right
+ * Sends what the outbox table holds, oldest first, as many at once as the mailer has connections. A mail is marked sent right
  * after the server accepted it: the one window where a crash can mean a second copy (with the
  * same Message-ID, so the buyer's client can tell).
  */
@@ -9,7 +9,7 @@ import { PassRunner } from './pass-runner';
 import type { RaiseAlert } from './alerts';
 import type { Logger } from './log';
 import type { Mailer } from './deliver/mailer';
-import type { Store } from './record/store';
+import type { OutboxRow, Store } from './record/store';
 
 export interface OutboxOptions {
   readonly store: Store;
@@ -35,7 +35,11 @@ export class OutboxSender {
     settled: () => this.schedule(),
   });
 
-  constructor(private readonly options: OutboxOptions) {}
+  private readonly envelopeFrom: string;
+
+  constructor(private readonly options: OutboxOptions) {
+    this.envelopeFrom = /<([^>]+)>/.exec(options.from)?.[1] ?? options.from;
+  }
 
   /** Sends whatever is due now; calls made while a pass runs fold into one more pass. */
   kick(): Promise<void> {
@@ -44,37 +48,48 @@ export class OutboxSender {
   }
 
   private async pass(): Promise<void> {
-    const { store, mailer, log } = this.options;
-    const envelopeFrom = /<([^>]+)>/.exec(this.options.from)?.[1] ?? this.options.from;
+    const { store, mailer } = this.options;
     for (;;) {
       if (this.stopped) return;
       const batch = store.dueMail(50);
       if (batch.length === 0) return;
-      for (const mail of batch) {
-        if (this.stopped) return;
-        try {
-          await mailer.send({ from: envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`);
-          store.markSent(mail);
-          log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
-        } catch (thrown) {
-          const err = coerceError(thrown);
-          const age = Date.now() - Date.parse(mail.created_at);
-          if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
-            store.markFailed(mail, err.message);
-            if (mail.kind !== 'alert' && mail.kind !== 'summary') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
-            log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
-          } else {
-            const jittered = backoffDelay(mail.attempts, this.options.baseDelayMs ?? 30_000, this.options.maxDelayMs ?? 3600_000);
-            store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());
-            if (mail.kind !== 'alert' && mail.kind !== 'summary' && age > (this.options.alertAfterMs ?? 3600_000) && store.markAlerted(mail)) {
-              this.options.alert?.('mail-waiting', `${mail.kind} mail to ${mail.recipient} has waited ${Math.round(age / 60_000)} minutes`, err.message);
-            }
-            log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });
-            // The server is likely down for the rest of the batch too; the timer brings us back.
-            return;
-          }
+      // As many lanes as the mailer has connections; oldest first within the batch.
+      let serverDown = false;
+      const lane = async (): Promise<void> => {
+        for (let mail = batch.shift(); mail && !serverDown && !this.stopped; mail = batch.shift()) {
+          if (!(await this.sendOne(mail))) serverDown = true;
         }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, mailer.concurrency) }, lane));
+      // The server is likely down for the rest of the batch too; the timer brings us back.
+      if (serverDown) return;
+    }
+  }
+
+  /** Sends one mail and records what happened; false when it must wait for a retry. */
+  private async sendOne(mail: OutboxRow): Promise<boolean> {
+    const { store, mailer, log } = this.options;
+    try {
+      await mailer.send({ from: this.envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`);
+      store.markSent(mail);
+      log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
+      return true;
+    } catch (thrown) {
+      const err = coerceError(thrown);
+      const age = Date.now() - Date.parse(mail.created_at);
+      if (err instanceof PermanentError || age > (this.options.giveUpAfterMs ?? 3 * 24 * 3600_000)) {
+        store.markFailed(mail, err.message);
+        if (mail.kind !== 'alert' && mail.kind !== 'summary') this.options.alert?.('undeliverable', `${mail.kind} mail to ${mail.recipient} cannot be delivered`, err.message);
+        log.error(`${mail.kind} mail cannot be delivered`, { to: mail.recipient, outbox: mail.id, reason: err.message });
+        return true;
       }
+      const jittered = backoffDelay(mail.attempts, this.options.baseDelayMs ?? 30_000, this.options.maxDelayMs ?? 3600_000);
+      store.markRetry(mail, err.message, new Date(Date.now() + jittered).toISOString());
+      if (mail.kind !== 'alert' && mail.kind !== 'summary' && age > (this.options.alertAfterMs ?? 3600_000) && store.markAlerted(mail)) {
+        this.options.alert?.('mail-waiting', `${mail.kind} mail to ${mail.recipient} has waited ${Math.round(age / 60_000)} minutes`, err.message);
+      }
+      log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });
+      return false;
     }
   }
 

@@ -12,7 +12,7 @@ import { coerceError } from './errors';
 import { SerialError, makeSerials } from './fulfil/serial';
 import type { Logger } from './log';
 import { GroupCommit } from './record/group-commit';
-import { isFinal, type MessageState, type OrderRow, type Store } from './record/store';
+import { isFinal, type MessageRow, type MessageState, type OrderRow, type Store } from './record/store';
 import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from './types';
 
 export type { Decision, DecidedOrder } from './decide';
@@ -64,33 +64,113 @@ export interface HandleOptions {
   readonly resend?: boolean;
 }
 
+type Prepared = { readonly kind: 'done'; readonly outcome: MessageOutcome } | ToCommit;
+
+/** A decided message waiting for the batch's transaction. */
+interface ToCommit {
+  readonly kind: 'commit';
+  readonly message: IncomingMessage;
+  readonly hash: string;
+  readonly messageId: string | null;
+  readonly decision: Decision;
+  readonly mails: Map<string, { messageId: string; raw: Buffer }>;
+  /** No row for this message existed: look again for a handled copy inside the transaction. */
+  readonly checkCopy: boolean;
+}
+
+interface CommittedMessage {
+  readonly kind: 'message';
+  readonly state: MessageState;
+  readonly reason: string | null;
+  readonly outcomes: CommittedOrder[];
+  readonly refunded: number;
+}
+
+type Committed = CommittedMessage | { readonly kind: 'copy'; readonly copy: MessageRow; readonly state: MessageState };
+
+type CommitResult = { readonly ok: true; readonly value: Committed } | { readonly ok: false; readonly error: unknown };
+
 export class Pipeline {
   private readonly signedOrders: GroupCommit;
+  /** Built once (better-sqlite3 builds a new wrapper per db.transaction() call). */
+  private readonly commitMessages: (batch: readonly ToCommit[]) => CommitResult[];
 
   constructor(private readonly options: PipelineOptions) {
     this.signedOrders = new GroupCommit(options.store.db);
+    const savepoint = options.store.db.transaction((p: ToCommit) => this.commitMessage(p));
+    this.commitMessages = options.store.db.transaction((batch: readonly ToCommit[]) =>
+      batch.map((p): CommitResult => {
+        try {
+          return { ok: true, value: savepoint(p) };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      }),
+    );
   }
 
-  /** The source's handler: resolves once the message's final state is committed. */
-  readonly handle = (message: IncomingMessage): Promise<MessageOutcome> => this.process(message);
+  /** The source's handler: resolves once every message's final state is committed. */
+  readonly handle = (messages: readonly IncomingMessage[]): Promise<MessageOutcome[]> => this.processAll(messages);
 
+  /** One message through every stage; see processAll. */
   async process(message: IncomingMessage, handleOptions: HandleOptions = {}): Promise<MessageOutcome> {
+    const [outcome] = await this.processAll([message], handleOptions);
+    if (outcome === undefined) throw new Error('no outcome for the message');
+    return outcome;
+  }
+
+  /**
+   * Messages are read and decided one after another, in order; then all of them commit in one
+   * transaction (each in its own savepoint), so a backlog pays one fsync per batch rather than one
+   * per message; then each is logged and alerted. Resolves once every state is committed. When a
+   * message cannot be committed, the others still are, and the error is thrown afterwards: the
+   * source leaves that message where it is and the next pass tries it again.
+   */
+  async processAll(messages: readonly IncomingMessage[], handleOptions: HandleOptions = {}): Promise<MessageOutcome[]> {
+    const prepared: Prepared[] = [];
+    for (const message of messages) prepared.push(await this.prepare(message, handleOptions));
+    const commits = prepared.filter((p): p is ToCommit => p.kind === 'commit');
+    const results = commits.length > 0 ? this.commitMessages(commits) : [];
+    const outcomes: MessageOutcome[] = [];
+    let failure: unknown = null;
+    let next = 0;
+    for (const p of prepared) {
+      if (p.kind === 'done') {
+        outcomes.push(p.outcome);
+        continue;
+      }
+      const result = results[next++];
+      if (!result || !result.ok) {
+        failure ??= result ? result.error : new Error('lost in the batch commit');
+        outcomes.push('defer');
+        continue;
+      }
+      if (result.value.kind === 'copy') this.reportCopy(p.message.key, result.value.copy);
+      else await this.report(p.decision, p.message.key, result.value, handleOptions);
+      outcomes.push(result.value.state === 'review' ? 'review' : 'processed');
+    }
+    if (failure !== null) throw failure;
+    return outcomes;
+  }
+
+  /** Everything before the commit: the checks, the decision and the buyer mails (async work). */
+  private async prepare(message: IncomingMessage, handleOptions: HandleOptions): Promise<Prepared> {
     const { store, log } = this.options;
     const { key, raw } = message;
     const existing = store.findMessage(key);
     if (existing && isFinal(existing.state) && !handleOptions.force) {
       // Committed before, but the move did not happen (crash or lost connection): file it, nothing else.
       log.info('message already handled', { uid: key.uid, state: existing.state });
-      return existing.state === 'review' ? 'review' : 'processed';
+      return { kind: 'done', outcome: existing.state === 'review' ? 'review' : 'processed' };
     }
     const hash = sha256(raw);
-    if (!existing && !handleOptions.force) {
+    const checkCopy = !existing && !handleOptions.force;
+    if (checkCopy) {
       const copy = store.findHandledCopy(hash, messageIdOf(raw));
       if (copy) {
-        const row = store.recordMessage(key, raw, hash, copy.message_id);
-        store.finishMessage(row, copy.state, copy.vendor, `duplicate: same message as #${copy.id} (${copy.source} ${copy.uid}): ${copy.reason ?? copy.state}`);
-        log.info('duplicate message: handled before under another name or UID; filed, nothing done again', { uid: key.uid, first: `${copy.source}#${copy.uid}`, state: copy.state });
-        return copy.state === 'review' ? 'review' : 'processed';
+        this.fileCopy(key, raw, hash, copy);
+        this.reportCopy(key, copy);
+        return { kind: 'done', outcome: copy.state === 'review' ? 'review' : 'processed' };
       }
     }
     let decision: Decision;
@@ -109,50 +189,75 @@ export class Pipeline {
       const waited = Date.now() - Date.parse(store.messageReceivedAt(row));
       if (waited < DEFER_LIMIT_MS) {
         log.warn('message deferred: will try again', { uid: key.uid, vendor: decision.vendor, reason: decision.reason });
-        return 'defer';
+        return { kind: 'done', outcome: 'defer' };
       }
       decision = { ...decision, action: 'review', reason: `temporary errors for over an hour: ${decision.reason ?? ''}` };
     }
     // Buyer mails are built before the transaction (building is async), so the message, its
-    // orders, their mails and the final state commit together: one fsync per message.
+    // orders, their mails and the final state commit together.
     const mails = await this.buildMails(decision);
-    const committed = store.db.transaction(() => {
-      const messageRow = store.recordMessage(key, raw, hash, messageId, 'parsed');
-      let state: MessageState;
-      let reason = decision.reason;
-      let outcomes: CommittedOrder[] = [];
-      let refunded = 0;
-      switch (decision.action) {
-        case 'reject':
-          state = 'review';
-          break;
-        case 'ignore':
-          state = 'ignored';
-          break;
-        case 'refund':
-          state = 'refund';
-          refunded = decision.refundOf && decision.vendor ? store.markRefunded(decision.vendor, decision.refundOf, reason ?? 'refund', messageRow) : 0;
-          if (refunded === 0) reason = `${reason ?? 'refund'} (no such order in keymailer's log)`;
-          break;
-        default: {
-          outcomes = this.commitOrders(decision, messageRow, mails);
-          const reviews = outcomes.filter((o) => o.outcome === 'review').map((o) => o.order.review ?? 'needs review');
-          state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
-          if (reviews.length > 0) reason = reviews.join('; ');
-        }
+    return { kind: 'commit', message, hash, messageId, decision, mails, checkCopy };
+  }
+
+  /** A message handled before under another key: recorded as a copy of it, nothing done again. */
+  private fileCopy(key: MessageKey, raw: Buffer, hash: string, copy: MessageRow): void {
+    const { store } = this.options;
+    const row = store.recordMessage(key, raw, hash, copy.message_id);
+    store.finishMessage(row, copy.state, copy.vendor, `duplicate: same message as #${copy.id} (${copy.source} ${copy.uid}): ${copy.reason ?? copy.state}`);
+  }
+
+  private reportCopy(key: MessageKey, copy: MessageRow): void {
+    this.options.log.info('duplicate message: handled before under another name or UID; filed, nothing done again', {
+      uid: key.uid, first: `${copy.source}#${copy.uid}`, state: copy.state,
+    });
+  }
+
+  /** One message's rows: its state, its orders and their buyer mails. Runs inside the batch's transaction. */
+  private commitMessage(p: ToCommit): Committed {
+    const { store } = this.options;
+    const { decision, mails } = p;
+    const { key, raw } = p.message;
+    if (p.checkCopy) {
+      // An identical message earlier in the same batch was not committed yet when this one was checked.
+      const copy = store.findHandledCopy(p.hash, messageIdOf(raw));
+      if (copy) {
+        this.fileCopy(key, raw, p.hash, copy);
+        return { kind: 'copy', copy, state: copy.state };
       }
-      store.finishMessage(messageRow, state, decision.vendor, reason);
-      return { state, reason, outcomes, refunded };
-    })();
-    await this.report(decision, key, committed, handleOptions);
-    return committed.state === 'review' ? 'review' : 'processed';
+    }
+    const messageRow = store.recordMessage(key, raw, p.hash, p.messageId, 'parsed');
+    let state: MessageState;
+    let reason = decision.reason;
+    let outcomes: CommittedOrder[] = [];
+    let refunded = 0;
+    switch (decision.action) {
+      case 'reject':
+        state = 'review';
+        break;
+      case 'ignore':
+        state = 'ignored';
+        break;
+      case 'refund':
+        state = 'refund';
+        refunded = decision.refundOf && decision.vendor ? store.markRefunded(decision.vendor, decision.refundOf, reason ?? 'refund', messageRow) : 0;
+        if (refunded === 0) reason = `${reason ?? 'refund'} (no such order in keymailer's log)`;
+        break;
+      default: {
+        outcomes = this.commitOrders(decision, messageRow, mails);
+        const reviews = outcomes.filter((o) => o.outcome === 'review').map((o) => o.order.review ?? 'needs review');
+        state = decision.action === 'review' || reviews.length > 0 ? 'review' : 'fulfilled';
+        if (reviews.length > 0) reason = reviews.join('; ');
+      }
+    }
+    store.finishMessage(messageRow, state, decision.vendor, reason);
+    return { kind: 'message', state, reason, outcomes, refunded };
   }
 
   /** Logs, alerts and follow-ups once a message's outcome is committed. */
   private async report(
     decision: Decision,
     key: MessageKey,
-    committed: { state: MessageState; reason: string | null; outcomes: CommittedOrder[]; refunded: number },
+    committed: CommittedMessage,
     handleOptions: HandleOptions,
   ): Promise<void> {
     const { log, store } = this.options;

@@ -95,8 +95,13 @@ export interface IncomingMessage {
   readonly tooLarge?: number;
 }
 
-/** Handles one message to a final state and resolves only once that state is committed. */
-export type MessageHandler = (message: IncomingMessage) => Promise<MessageOutcome>;
+/**
+ * Handles messages, in order, to their final states; resolves with one outcome per message only
+ * once every state is committed (a batch shares one commit). Throws when one could not be
+ * committed: the source then files none of the batch, and the next pass finds the committed ones
+ * already handled.
+ */
+export type MessageHandler = (messages: readonly IncomingMessage[]) => Promise<MessageOutcome[]>;
 
 /** A place messages arrive: an IMAP mailbox or a drop folder. Knows nothing of parsing or SMTP. */
 /** How a source is doing, for health checks and the "mailbox unreachable" alert. */

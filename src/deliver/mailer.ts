@@ -14,6 +14,8 @@ export interface Envelope {
 
 export interface Mailer {
   readonly description: string;
+  /** How many mails it usefully sends at once (the SMTP pool's connections). */
+  readonly concurrency: number;
   /** Resolves once the mail is accepted; throws TemporaryError (retry) or PermanentError (never). */
   send(envelope: Envelope, raw: Buffer, name: string): Promise<void>;
   /** Logs in without sending, for `keymailer check`. */
@@ -31,10 +33,13 @@ export interface SmtpSettings {
   readonly allowSelfSigned: boolean;
 }
 
+/** Two connections keep one mail in flight while the other waits for the server's answer. */
+const SMTP_CONNECTIONS = 2;
+
 export function smtpMailer(settings: SmtpSettings): Mailer {
   const transport = nodemailer.createTransport({
     pool: true,
-    maxConnections: 2,
+    maxConnections: SMTP_CONNECTIONS,
     host: settings.host,
     port: settings.port,
     secure: settings.secure,
@@ -47,6 +52,7 @@ export function smtpMailer(settings: SmtpSettings): Mailer {
   });
   return {
     description: `SMTP ${settings.host}:${settings.port}`,
+    concurrency: SMTP_CONNECTIONS,
     async send(envelope, raw) {
       try {
         await transport.sendMail({ envelope: { from: envelope.from, to: [envelope.to] }, raw });
@@ -79,6 +85,7 @@ export function classifySmtpError(thrown: unknown): TemporaryError | PermanentEr
 export function fileMailer(folder: string): Mailer {
   return {
     description: `outbox folder ${folder}`,
+    concurrency: 1,
     async send(_envelope, raw, name) {
       await fs.promises.mkdir(folder, { recursive: true });
       const file = path.join(folder, `${name.replace(/[^A-Za-z0-9._-]+/g, '_')}.eml`);

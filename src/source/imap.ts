@@ -221,14 +221,14 @@ export class ImapSource implements Source {
         });
       }
       messages.sort((a, b) => Number(a.key.uid) - Number(b.key.uid));
+      const outcomes = await handle(messages);
+      handled += messages.length;
       const moves = new Map<string, number[]>();
-      for (const message of messages) {
-        if (this.stoppedFor(client)) break;
-        const outcome = await handle(message);
-        handled++;
-        const target = outcome === 'defer' ? null : destination(outcome);
+      messages.forEach((message, index) => {
+        const outcome = outcomes[index];
+        const target = outcome === undefined || outcome === 'defer' ? null : destination(outcome);
         if (target) moves.set(target, [...(moves.get(target) ?? []), Number(message.key.uid)]);
-      }
+      });
       for (const [target, list] of moves) await client.messageMove(list.join(','), target, { uid: true });
     }
     return handled;
