@@ -26,6 +26,10 @@ export interface OutboxOptions {
   readonly alert?: RaiseAlert;
 }
 
+/** See OutboxSender.markSent. */
+const MARK_WINDOW_MS = 20;
+const MARK_BATCH = 25;
+
 export class OutboxSender {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -36,6 +40,9 @@ export class OutboxSender {
   });
 
   private readonly envelopeFrom: string;
+  /** Accepted by the server, not yet recorded as sent: see markSent. */
+  private marks: OutboxRow[] = [];
+  private markTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: OutboxOptions) {
     this.envelopeFrom = /<([^>]+)>/.exec(options.from)?.[1] ?? options.from;
@@ -61,6 +68,7 @@ export class OutboxSender {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, mailer.concurrency) }, lane));
+      this.commitMarks();
       // The server is likely down for the rest of the batch too; the timer brings us back.
       if (serverDown) return;
     }
@@ -71,9 +79,6 @@ export class OutboxSender {
     const { store, mailer, log } = this.options;
     try {
       await mailer.send({ from: this.envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`);
-      store.markSent(mail);
-      log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
-      return true;
     } catch (thrown) {
       const err = coerceError(thrown);
       const age = Date.now() - Date.parse(mail.created_at);
@@ -91,6 +96,41 @@ export class OutboxSender {
       log.warn(`${mail.kind} mail not sent, will retry`, { to: mail.recipient, outbox: mail.id, reason: err.message, retryInSeconds: Math.round(jittered / 1000) });
       return false;
     }
+    // Outside the try: a failing local write is not the server refusing the mail.
+    this.markSent(mail);
+    return true;
+  }
+
+  /**
+   * Records an accepted mail as sent. While more mail of the same pass is going out, marks gather
+   * for at most MARK_WINDOW_MS or MARK_BATCH mails and commit together (one fsync for many); the
+   * last mail of a pass, such as the single mail of a single sale, commits at once. A crash between
+   * the server's acceptance and this commit is the one way a buyer gets a second copy (same
+   * Message-ID); gathering widens that window by at most MARK_WINDOW_MS, during a backlog only.
+   */
+  private markSent(mail: OutboxRow): void {
+    this.marks.push(mail);
+    if (this.marks.length >= MARK_BATCH) this.commitMarks();
+    else this.markTimer ??= setTimeout(() => this.commitMarksOrLog(), MARK_WINDOW_MS);
+  }
+
+  private commitMarksOrLog(): void {
+    try {
+      this.commitMarks();
+    } catch (err) {
+      this.options.log.error('could not record sent mail; it will be sent again', { reason: coerceError(err).message });
+    }
+  }
+
+  private commitMarks(): void {
+    if (this.markTimer) clearTimeout(this.markTimer);
+    this.markTimer = null;
+    const marks = this.marks;
+    this.marks = [];
+    if (marks.length === 0) return;
+    const { store, log, mailer } = this.options;
+    store.markAllSent(marks);
+    for (const mail of marks) log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
   }
 
   /** Wakes up when the next retry falls due. */
@@ -109,5 +149,6 @@ export class OutboxSender {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.runner.settle();
+    this.commitMarksOrLog();
   }
 }

@@ -105,7 +105,7 @@ export class Store {
   private readonly commitOrderTx: (order: OrderRecord) => { orderId: number; outcome: CommitOutcome };
   private readonly finishMessageTx: (id: number, state: MessageState, vendor: string | null, reason: string | null) => void;
   private readonly markRefundedTx: (vendor: string, vendorOrderId: string, reason: string, messageRow: number) => number;
-  private readonly markSentTx: (mail: OutboxRow) => void;
+  private readonly markSentTx: (mails: readonly OutboxRow[]) => void;
   private readonly markFailedTx: (mail: OutboxRow, error: string) => void;
 
   constructor(readonly db: Db) {
@@ -123,13 +123,15 @@ export class Store {
       }
       return rows.length;
     });
-    this.markSentTx = db.transaction((mail: OutboxRow) => {
+    this.markSentTx = db.transaction((mails: readonly OutboxRow[]) => {
       const at = now();
-      this.sql('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
-      if (mail.order_id !== null && mail.kind === 'serial') {
-        this.sql(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`).run(at, at, mail.order_id);
+      for (const mail of mails) {
+        this.sql('UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?').run(at, mail.id);
+        if (mail.order_id !== null && mail.kind === 'serial') {
+          this.sql(`UPDATE orders SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ? AND state = 'fulfilled'`).run(at, at, mail.order_id);
+        }
+        this.event(mail.order_id, null, `${mail.kind} mail sent`, mail.message_id);
       }
-      this.event(mail.order_id, null, `${mail.kind} mail sent`, mail.message_id);
     });
     this.markFailedTx = db.transaction((mail: OutboxRow, error: string) => {
       const at = now();
@@ -332,7 +334,12 @@ export class Store {
 
   /** One local write right after the server accepted: the only window for a double send. */
   markSent(mail: OutboxRow): void {
-    this.markSentTx(mail);
+    this.markSentTx([mail]);
+  }
+
+  /** Several accepted mails in one transaction (one fsync). */
+  markAllSent(mails: readonly OutboxRow[]): void {
+    if (mails.length > 0) this.markSentTx(mails);
   }
 
   markRetry(mail: OutboxRow, error: string, nextAttemptAt: string): void {
