@@ -129,6 +129,46 @@ interface WrkResult {
   readonly raw: string;
 }
 
+/** CPU seconds spent during one wrk run: by the server under test, by wrk itself, and by the whole machine. */
+interface CpuSpent {
+  readonly server: number;
+  readonly wrk: number;
+  /** Busy time of every core together (user + system + irq + steal, from /proc/stat). */
+  readonly machine: number;
+  /** Wall-clock seconds of the run. */
+  readonly wall: number;
+  readonly cores: number;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ: what /proc reports times in on Linux
+
+/** utime + stime of a live process, in seconds. */
+function processCpu(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** Busy and total seconds of all cores together, from the first line of /proc/stat. */
+function machineCpu(): { busy: number; cores: number } {
+  const lines = fs.readFileSync('/proc/stat', 'utf8').split('\n');
+  const cpu = (lines[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = cpu;
+  return { busy: (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+}
+
+/** Runs wrk against the server with process id `serverPid`, and counts the CPU each side spent. */
+async function measuredWrk(serverPid: number, url: string, seconds: number, script: string, orders: string): Promise<{ result: WrkResult; cpu: CpuSpent }> {
+  const server0 = processCpu(serverPid);
+  const machine0 = machineCpu();
+  const t0 = performance.now();
+  const { result, wrkCpu } = await wrkTimed(url, seconds, script, orders);
+  const wall = (performance.now() - t0) / 1000;
+  const machine1 = machineCpu();
+  return { result, cpu: { server: processCpu(serverPid) - server0, wrk: wrkCpu, machine: machine1.busy - machine0.busy, wall, cores: machine1.cores } };
+}
+
 function toMs(value: string, unit: string): number {
   const v = Number(value);
   switch (unit) {
@@ -168,9 +208,14 @@ export function parseWrk(raw: string): WrkResult {
  * Linux a child writes to a pipe synchronously, so a blocked reader would stall the daemon.
  */
 function wrk(url: string, seconds: number, script: string, orders: string): Promise<WrkResult> {
+  return wrkTimed(url, seconds, script, orders).then((r) => r.result);
+}
+
+/** wrk under bash, whose `times` reports the CPU its child (wrk) used, in the last line of stderr. */
+function wrkTimed(url: string, seconds: number, script: string, orders: string): Promise<{ result: WrkResult; wrkCpu: number }> {
   const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', script, url, '--', orders, String(THREADS)];
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', 'wrk "$@"; code=$?; times >&2; exit $code', 'wrk', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -180,9 +225,16 @@ function wrk(url: string, seconds: number, script: string, orders: string): Prom
     child.once('close', (code) => {
       clearTimeout(timer);
       if (code !== 0) reject(new Error(`wrk ${args.join(' ')} exited ${String(code)}: ${err || out}`));
-      else resolve(parseWrk(out));
+      else resolve({ result: parseWrk(out), wrkCpu: childrenCpu(err) });
     });
   });
+}
+
+/** The children's line of bash's `times` ("0m1.234s 0m0.567s"): user + system seconds. */
+function childrenCpu(stderr: string): number {
+  const lines = stderr.trim().split('\n');
+  const times = [...(lines[lines.length - 1] ?? '').matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  return times.length === 2 ? (times[0] ?? 0) + (times[1] ?? 0) : Number.NaN;
 }
 
 function wrkAvailable(): boolean {
@@ -284,6 +336,27 @@ async function profileDaemon(world: World, script: string, seconds: number): Pro
   return { markdown: `Profile kept at \`${kept}\`.\n\n${profileMarkdown(summary)}`, summary, commits, statements, requests };
 }
 
+/**
+ * The CPU budget: when the bare run already keeps every core busy, 0.8× its rate leaves keymailer at
+ * most 1.25× the bare run's machine CPU per request (wrk's share included, which is the same work).
+ */
+function cpuNotes(km: WrkResult, bare: WrkResult | null, kmCpu: CpuSpent | null, bareCpu: CpuSpent | null): string[] {
+  if (!bare || !kmCpu || !bareCpu || km.rps >= 0.8 * bare.rps) return [];
+  const busy = bareCpu.machine / (bareCpu.wall * bareCpu.cores);
+  const bareMachine = (1e6 * bareCpu.machine) / bare.requests;
+  const kmMachine = (1e6 * kmCpu.machine) / km.requests;
+  const kmServer = (1e6 * kmCpu.server) / km.requests;
+  const bareServer = (1e6 * bareCpu.server) / bare.requests;
+  const budget = bareMachine / 0.8;
+  return [
+    `The CPU budget: during the bare run the ${bareCpu.cores} cores were ${fmt(100 * busy, 0)} % busy, ${fmt(bareMachine, 0)} µs of machine CPU per request ` +
+      `(wrk, the server and the kernel together). At ${busy > 0.9 ? 'that saturation' : 'the same utilisation'}, 0.8× the bare rate allows keymailer ` +
+      `${fmt(budget, 0)} µs of machine CPU per request; it spent ${fmt(kmMachine, 0)} µs, of which its own process ${fmt(kmServer, 0)} µs against the bare ` +
+      `server's ${fmt(bareServer, 0)} µs. So ${fmt(kmServer - bareServer, 0)} µs per request of keymailer's work that the bare server does not do ` +
+      `(the order's durable record before the answer, its log line, routing and metrics) has to fit in the ${fmt(Math.max(0, budget - bareMachine), 0)} µs that the target leaves.`,
+  ];
+}
+
 /** What bounds keymailer's listener, from this run's numbers; empty when the target is met and nothing was profiled. */
 function signedPostNotes(
   km: WrkResult,
@@ -383,6 +456,8 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
   let code: number | null = null;
   let profiled: DaemonProfile | null = null;
   let commitUs = { full: Number.NaN, normal: Number.NaN };
+  let bareCpu: CpuSpent | null = null;
+  let kmCpu: CpuSpent | null = null;
   const bareServer = await startBare(barePort);
   const daemon = startBenchDaemon({ config: world.config, env: world.env, logFile: path.join(world.dir, 'daemon.log') });
   try {
@@ -398,10 +473,10 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
       kmMissing = `nothing listens on the configured http port ${httpPort} once the daemon is ready: the daemon does not start its HTTP listener (src/http/app.ts buildHttpApp is not called from src/main.ts or src/cli.ts)`;
     }
     if (options.warmupSeconds > 0) await wrk(bareUrl, options.warmupSeconds, script, warmFile);
-    bare = await wrk(bareUrl, options.seconds, script, ordersFile);
+    ({ result: bare, cpu: bareCpu } = await measuredWrk(bareServer.pid ?? 0, bareUrl, options.seconds, script, ordersFile));
     if (kmMissing === null) {
       if (options.warmupSeconds > 0) await wrk(kmUrl, options.warmupSeconds, script, warmFile);
-      km = await wrk(kmUrl, options.seconds, script, ordersFile);
+      ({ result: km, cpu: kmCpu } = await measuredWrk(daemon.child.pid ?? 0, kmUrl, options.seconds, script, ordersFile));
       const db = new Database(path.join(world.dir, 'data', 'keymailer.db'), { readonly: true });
       try {
         recorded = (db.prepare(`SELECT count(*) AS n FROM orders WHERE vendor = 'avangate' AND vendor_order_id LIKE '1%'`).get() as { n: number }).n;
@@ -449,6 +524,24 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
           baselineLabel: 'bare node:http',
           comparison: km ? `${fmt(km.p99 - bare.p99, 2)} ms` : '',
         },
+        ...(km && kmCpu && bareCpu
+          ? [
+              {
+                measure: 'CPU per request: the server process',
+                value: num((1e6 * kmCpu.server) / km.requests, 'µs', 0),
+                baseline: num((1e6 * bareCpu.server) / bare.requests, 'µs', 0),
+                baselineLabel: 'bare node:http',
+                comparison: `${fmt(kmCpu.server / km.requests / (bareCpu.server / bare.requests), 2)}×`,
+              },
+              {
+                measure: 'CPU per request: the whole machine (server, wrk, kernel)',
+                value: num((1e6 * kmCpu.machine) / km.requests, 'µs', 0),
+                baseline: num((1e6 * bareCpu.machine) / bare.requests, 'µs', 0),
+                baselineLabel: 'bare node:http',
+                comparison: `${fmt(kmCpu.machine / km.requests / (bareCpu.machine / bare.requests), 2)}×`,
+              },
+            ]
+          : []),
       ]
     : [];
   const describe = (label: string, r: WrkResult): string =>
@@ -476,8 +569,19 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
       ...(bare ? [describe('bare', bare)] : []),
       ...(km ? [describe('keymailer', km), `orders keymailer recorded from the measured run: ${fmt(recorded)}`] : [`keymailer: not available: ${kmMissing ?? ''}`]),
       `the answer both give for one order: \`${sample.replace(/`/g, "'")}\``,
+      ...[
+        { label: 'bare', cpu: bareCpu, run: bare },
+        { label: 'keymailer', cpu: kmCpu, run: km },
+      ].flatMap(({ label, cpu, run }) =>
+        cpu && run
+          ? [
+              `${label} run: the machine's ${cpu.cores} cores were ${fmt((100 * cpu.machine) / (cpu.wall * cpu.cores), 0)} % busy; ` +
+                `the server used ${fmt(cpu.server, 1)} s of CPU, wrk ${fmt(cpu.wrk, 1)} s (${fmt((1e6 * cpu.wrk) / run.requests, 0)} µs per request), in ${fmt(cpu.wall, 1)} s`,
+            ]
+          : [],
+      ),
     ],
     checks,
-    notes: km === null ? [`The keymailer side was not measured: ${kmMissing ?? ''}. The bare server's numbers are real; the ratio and the target wait for the listener to be wired into the daemon.`] : signedPostNotes(km, bare, profiled, commitUs, options.seconds),
+    notes: km === null ? [`The keymailer side was not measured: ${kmMissing ?? ''}. The bare server's numbers are real; the ratio and the target wait for the listener to be wired into the daemon.`] : [...cpuNotes(km, bare, kmCpu, bareCpu), ...signedPostNotes(km, bare, profiled, commitUs, options.seconds)],
   };
 }

@@ -16,7 +16,7 @@ import { sha256 } from './hash';
 import { closeLogger, createLogger, type Logger } from './log';
 import { NO_PROGRESS, createProgress, type Progress } from './progress';
 import { pinProcessClockToUtc } from './schedules';
-import { buildApp, seedDemo, type App } from './main';
+import { buildApp, preloadLazyCode, seedDemo, type App } from './main';
 import { decide, decideContext, summarise } from './decide';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource, newImapClient } from './source/imap';
@@ -175,6 +175,8 @@ async function daemon(app: App): Promise<number> {
     void app.outbox.kick();
     app.log.info('watching for notifications', { source: app.source.description });
     process.send?.('ready');
+    // Code the first notification needs, loaded now that start-up is done rather than on its arrival.
+    setImmediate(preloadLazyCode);
     await stopped;
     await app.stop();
   } finally {

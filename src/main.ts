@@ -8,7 +8,7 @@ import { Alerts } from './alerts';
 import { decideContext, uncheckedVendors } from './decide';
 import { PROJECT_ROOT, type LoadedConfig } from './config';
 import { fileMailer, smtpMailer, type Mailer } from './deliver/mailer';
-import { Renderer } from './deliver/render';
+import { Renderer, preloadMailComposer } from './deliver/render';
 import { coerceError } from './errors';
 import type { Logger } from './log';
 import type { HttpApp } from './http/app';
@@ -17,6 +17,7 @@ import { startSchedules, type Schedules } from './schedules';
 import { Pipeline } from './pipeline';
 import { openDatabase, type Db } from './record/db';
 import { Lease } from './record/lease';
+import { preloadMailParser } from './parse/notification';
 import { Store } from './record/store';
 import { DropFolderSource } from './source/drop-folder';
 import { ImapSource } from './source/imap';
@@ -119,6 +120,12 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     return stopping;
   };
   return { loaded, log, db, store, lease, renderer, mailer, outbox, alerts, pipeline, source, http, startSchedules: startJobs, stop };
+}
+
+/** Loads the packages that stages load on first use (mailparser, nodemailer's composer). */
+export function preloadLazyCode(): void {
+  preloadMailParser();
+  preloadMailComposer();
 }
 
 /** Tells the owner once per outage when the mailbox has been unreachable for 15 minutes. */

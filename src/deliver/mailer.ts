@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import { PermanentError, TemporaryError, coerceError } from '../errors';
 
 export interface Envelope {
@@ -37,7 +37,33 @@ export interface SmtpSettings {
 const SMTP_CONNECTIONS = 2;
 
 export function smtpMailer(settings: SmtpSettings): Mailer {
-  const transport = nodemailer.createTransport({
+  // Created (and nodemailer loaded) with the first mail: a daemon starting on an empty mailbox is ready sooner.
+  let pool: Transporter | null = null;
+  const transport = (): Transporter => (pool ??= createPool(settings));
+  return {
+    description: `SMTP ${settings.host}:${settings.port}`,
+    concurrency: SMTP_CONNECTIONS,
+    async send(envelope, raw) {
+      try {
+        await transport().sendMail({ envelope: { from: envelope.from, to: [envelope.to] }, raw });
+      } catch (thrown) {
+        throw classifySmtpError(thrown);
+      }
+    },
+    async verify() {
+      try {
+        await transport().verify();
+      } catch (thrown) {
+        throw classifySmtpError(thrown);
+      }
+    },
+    close: () => pool?.close(),
+  };
+}
+
+function createPool(settings: SmtpSettings): Transporter {
+  const nodemailer = require('nodemailer') as typeof import('nodemailer');
+  return nodemailer.createTransport({
     pool: true,
     maxConnections: SMTP_CONNECTIONS,
     host: settings.host,
@@ -50,25 +76,6 @@ export function smtpMailer(settings: SmtpSettings): Mailer {
     greetingTimeout: 15_000,
     socketTimeout: 60_000,
   });
-  return {
-    description: `SMTP ${settings.host}:${settings.port}`,
-    concurrency: SMTP_CONNECTIONS,
-    async send(envelope, raw) {
-      try {
-        await transport.sendMail({ envelope: { from: envelope.from, to: [envelope.to] }, raw });
-      } catch (thrown) {
-        throw classifySmtpError(thrown);
-      }
-    },
-    async verify() {
-      try {
-        await transport.verify();
-      } catch (thrown) {
-        throw classifySmtpError(thrown);
-      }
-    },
-    close: () => transport.close(),
-  };
 }
 
 /** 5xx is the server's final word (a bad address); anything else may work later. */

@@ -6,7 +6,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import MailComposer from 'nodemailer/lib/mail-composer';
 import { ConfigError } from '../errors';
 import { sha256 } from '../hash';
 
@@ -105,8 +104,17 @@ export interface MailParts {
   readonly headers?: Record<string, string>;
 }
 
+/** nodemailer's composer, loaded on first use (see preloadMailParser for why). */
+function mailComposer(): typeof import('nodemailer/lib/mail-composer').default {
+  return (require('nodemailer/lib/mail-composer') as typeof import('nodemailer/lib/mail-composer')).default;
+}
+
+export function preloadMailComposer(): void {
+  mailComposer();
+}
+
 export async function composeMail(parts: MailParts): Promise<Buffer> {
-  const composer = new MailComposer({
+  const composer = new (mailComposer())({
     from: parts.from,
     to: parts.to,
     subject: parts.subject,

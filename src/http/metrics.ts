@@ -7,7 +7,7 @@
  * source of truth, so the numbers survive restarts and include what CLI commands did); only the
  * signed POSTs, which leave no row when refused, are counted in memory since start.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Db } from '../record/db';
 import type { Source } from '../types';
 
@@ -59,13 +59,39 @@ export interface MetricsDeps {
 }
 
 export class HttpMetrics {
-  readonly registry = new Registry();
-  private readonly signedPosts: Counter<'vendor' | 'result'>;
+  /** Signed POSTs by vendor and result since start; kept here so prom-client loads only when scraped. */
+  private readonly signedPosts = new Map<string, number>();
+  private built: Registry | null = null;
 
-  constructor(deps: MetricsDeps, vendors: readonly string[] = []) {
-    const { db, source } = deps;
-    const registers = [this.registry];
+  constructor(
+    private readonly deps: MetricsDeps,
+    private readonly vendors: readonly string[] = [],
+  ) {}
 
+  signedPost(vendor: string, result: SignedPostResult): void {
+    const key = `${vendor}\n${result}`;
+    this.signedPosts.set(key, (this.signedPosts.get(key) ?? 0) + 1);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Built on the first scrape: prom-client costs start-up time, and many sellers never scrape. */
+  private get registry(): Registry {
+    this.built ??= this.build();
+    return this.built;
+  }
+
+  private build(): Registry {
+    const { Counter, Gauge, Registry } = require('prom-client') as typeof import('prom-client');
+    const { db, source } = this.deps;
+    const registry = new Registry();
+    const registers = [registry];
     new Gauge({
       name: 'keymailer_orders',
       help: 'Orders in the database by vendor and state (review, fulfilled, sent, refunded)',
@@ -128,25 +154,23 @@ export class HttpMetrics {
       },
     });
 
-    this.signedPosts = new Counter({
+    const signedPosts = this.signedPosts;
+    const vendors = this.vendors;
+    new Counter({
       name: 'keymailer_signed_posts_total',
       help: 'Signed POSTs from payment processors (Avangate) by result, since start',
       labelNames: ['vendor', 'result'] as const,
       registers,
+      collect() {
+        this.reset();
+        // Every result shows from the start at 0, so a rate() or an alert on bad_hash works before the first one.
+        for (const vendor of vendors) for (const result of SIGNED_POST_RESULTS) this.inc({ vendor, result }, 0);
+        for (const [key, n] of signedPosts) {
+          const [vendor = '', result = ''] = key.split('\n');
+          this.inc({ vendor, result }, n);
+        }
+      },
     });
-    // Every result shows from the start at 0, so a rate() or an alert on bad_hash works before the first one.
-    for (const vendor of vendors) for (const result of SIGNED_POST_RESULTS) this.signedPosts.inc({ vendor, result }, 0);
-  }
-
-  signedPost(vendor: string, result: SignedPostResult): void {
-    this.signedPosts.inc({ vendor, result });
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
-  }
-
-  render(): Promise<string> {
-    return this.registry.metrics();
+    return registry;
   }
 }

@@ -3,7 +3,7 @@
  * Notification every parser reads. A forwarded notification is unwrapped here, so parsers see the
  * vendor's original and never have to know about forwarding; `forwarded` says it happened.
  */
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject, ParsedMail } from 'mailparser';
 import type { Notification } from '../types';
 import { htmlToText } from './html-text';
 import { emailIn, labelLines, normaliseLabel } from './labels';
@@ -65,6 +65,19 @@ function longestBlankRun(raw: Buffer): number {
   return longest;
 }
 
+/**
+ * mailparser, loaded on first use: it is the largest package keymailer loads (about 120 ms), and a
+ * daemon that starts on an empty mailbox is ready without it. preloadMailParser() loads it once
+ * the daemon is ready, so the first notification does not wait for it either.
+ */
+function mailparser(): typeof import('mailparser') {
+  return require('mailparser') as typeof import('mailparser');
+}
+
+export function preloadMailParser(): void {
+  mailparser();
+}
+
 async function decode(raw: Buffer, depth: number): Promise<DecodedNotification> {
   if (/quoted-printable/i.test(raw.toString('latin1'))) {
     const run = longestBlankRun(raw);
@@ -72,7 +85,7 @@ async function decode(raw: Buffer, depth: number): Promise<DecodedNotification> 
       throw new Error(`a quoted-printable message with a run of ${run} blanks, which no vendor sends and the decoder cannot read in reasonable time`);
     }
   }
-  const mail = await simpleParser(raw, PARSE_OPTIONS);
+  const mail = await mailparser().simpleParser(raw, PARSE_OPTIONS);
   const outer = fromParsed(mail);
   if (depth >= MAX_FORWARD_DEPTH) return outer;
   const attached = mail.attachments.find((a) => a.contentType.toLowerCase() === 'message/rfc822');
