@@ -74,7 +74,7 @@ interface ToCommit {
   readonly messageId: string | null;
   readonly decision: Decision;
   readonly mails: Map<string, { messageId: string; raw: Buffer }>;
-  /** No row for this message existed: look again for a handled copy inside the transaction. */
+  /** No row for this message existed and an earlier message of the batch looks the same: look again for a handled copy inside the transaction. */
   readonly checkCopy: boolean;
 }
 
@@ -128,7 +128,19 @@ export class Pipeline {
    */
   async processAll(messages: readonly IncomingMessage[], handleOptions: HandleOptions = {}): Promise<MessageOutcome[]> {
     const prepared: Prepared[] = [];
-    for (const message of messages) prepared.push(await this.prepare(message, handleOptions));
+    // Copies within one batch are only recognisable at commit time (the first is not committed
+    // when the second is checked); only those are looked up again inside the transaction.
+    const seen = new Set<string>();
+    for (const message of messages) {
+      const p = await this.prepare(message, handleOptions);
+      if (p.kind === 'commit') {
+        const id = p.messageId === null ? null : `id:${p.messageId}`;
+        const again = seen.has(`hash:${p.hash}`) || (id !== null && seen.has(id));
+        seen.add(`hash:${p.hash}`);
+        if (id !== null) seen.add(id);
+        prepared.push(again ? p : { ...p, checkCopy: false });
+      } else prepared.push(p);
+    }
     const commits = prepared.filter((p): p is ToCommit => p.kind === 'commit');
     const results = commits.length > 0 ? this.commitMessages(commits) : [];
     const outcomes: MessageOutcome[] = [];

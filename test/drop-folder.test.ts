@@ -113,6 +113,20 @@ describe('drop folder and outbox files', () => {
     assert.equal(orders(s.db).length, 1);
   });
 
+  test('two copies of one notification waiting together give one order and one mail; both are filed', async () => {
+    const s = setUp();
+    // Read, decided and committed in the same batch: the second copy is recognised inside the commit.
+    drop(s.inbox, 'kagi-sale-widget-pro.eml', 'a-sale.eml');
+    drop(s.inbox, 'kagi-sale-widget-pro.eml', 'b-same-sale-again.eml');
+    const run = await runCli(['--once', '--config', s.config]);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /duplicate message: handled before/);
+    assert.equal((await buyerMails(s.outbox)).length, 1);
+    assert.equal(orders(s.db).length, 1);
+    assert.deepEqual(fs.readdirSync(s.inbox).filter((n) => n.endsWith('.eml')), [], 'both moved out of the drop folder');
+    assert.deepEqual(fs.readdirSync(path.join(s.inbox, 'processed')).sort(), ['a-sale.eml', 'b-same-sale-again.eml']);
+  });
+
   test('--reprocess ORDER does not mail again; with --resend it mails the same serial once more', async () => {
     const s = setUp();
     drop(s.inbox, 'kagi-sale-widget-pro.eml');

@@ -202,13 +202,16 @@ export class Store {
    */
   recordMessage(key: MessageKey, raw: Buffer, contentHash: string, messageId: string | null, state: 'seen' | 'parsed' = 'seen'): number {
     const at = now();
-    this.sql(
+    const written = this.sql(
         `INSERT INTO messages (source, uid_validity, uid, message_id, content_hash, state, raw, received_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (source, uid_validity, uid) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
-         WHERE messages.state IN ('seen', 'parsed')`,
+         WHERE messages.state IN ('seen', 'parsed')
+         RETURNING id`,
       )
-      .run(key.source, key.uidValidity, key.uid, messageId, contentHash, state, raw, at, at);
+      .get(key.source, key.uidValidity, key.uid, messageId, contentHash, state, raw, at, at) as { id: number } | undefined;
+    if (written) return written.id;
+    // Already final: nothing was written, and RETURNING gives no row.
     const row = this.findMessage(key);
     if (!row) throw new Error('message row vanished after insert');
     return row.id;
