@@ -153,14 +153,14 @@ async function smtpBaselines(world: World, mails: readonly { to: string; raw: Bu
     await Promise.all(mails.map((m) => transport.sendMail({ envelope: { from: ENVELOPE_FROM, to: [m.to] }, raw: m.raw })));
     await world.sink.waitForCount(base + mails.length, 60_000);
     const pooledMs = lastArrival(world.sink.messages.slice(base)) - t;
-    // one in flight, each awaited: how src/outbox.ts sends
+    // one in flight, each awaited: what a single-lane outbox gets (src/outbox.ts uses one lane per connection)
     base = world.sink.messages.length;
     t = performance.now();
     for (const m of mails) await transport.sendMail({ envelope: { from: ENVELOPE_FROM, to: [m.to] }, raw: m.raw });
     const sequentialMs = lastArrival(world.sink.messages.slice(base)) - t;
     return [
       { name: `nodemailer pool (${DAEMON_SMTP_CONNECTIONS} connections, as the daemon's) → the same SMTP sink, all queued at once`, ms: pooledMs, count: mails.length, ceiling: true },
-      { name: "nodemailer pool → the same SMTP sink, one mail in flight at a time (the outbox's pattern)", ms: sequentialMs, count: mails.length, ceiling: false },
+      { name: "nodemailer pool → the same SMTP sink, one mail in flight at a time (a single-lane outbox, for comparison)", ms: sequentialMs, count: mails.length, ceiling: false },
     ];
   } finally {
     transport.close();

@@ -100,8 +100,13 @@ async function soakChild(params: SoakParams): Promise<void> {
     await sleep(params.mode === 'date' ? 2 : 0);
     fdPeak = Math.max(fdPeak, fdCount());
   }
-  // Old streams close asynchronously; wait until they have (or until it is plain they never will).
-  for (let i = 0; i < 200 && (fdCount() > fdBefore || fdsInto(params.dir) > 1); i++) await sleep(20);
+  // Old streams close asynchronously, and the last lines may still be on their way to a file (a
+  // rotation can still happen): wait until the count has stayed settled for 200 ms (or until it is
+  // plain it never will).
+  for (let i = 0, settled = 0; i < 300 && settled < 10; i++) {
+    settled = fdCount() > fdBefore || fdsInto(params.dir) > 1 ? 0 : settled + 1;
+    await sleep(20);
+  }
   const fdAfter = fdCount();
   const logFdsAfter = fdsInto(params.dir);
   // The counter itself must see a leak: one more open file is one more entry.
