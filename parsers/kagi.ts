@@ -26,21 +26,31 @@ export default defineParser({
     const buyerEmail = emailIn(firstValue(header, 'Purchaser Email'));
     if (!buyerEmail) throw new ParseError(`${where}: no buyer email address, the serial must be delivered by hand`);
     if (blocks.length === 0) throw new ParseError(`${where}: no "Product Name" line`);
-    const orders = blocks.map((block): ParsedOrder => {
+    const sequences = sequenceNumbers(bodyText(n, 'Kagi Transaction ID'));
+    const orders = blocks.map((block, index): ParsedOrder => {
       const money = parseMoney(firstValue(block, 'Unit Payment', 'Total') ?? '');
+      const product = firstValue(block, 'Product Name') ?? '';
+      // Each blurb ends with its product's SQNM line; matched by name, else by position.
+      const sequence = sequences.find((s) => s.series === product) ?? (sequences.length === blocks.length ? sequences[index] : undefined);
       return {
         vendorOrderId: transactionId,
         buyerName,
         buyerEmail,
         licenseName: firstValue(block, 'Registration Name') ?? firstValue(header, 'Registration Name'),
-        product: firstValue(block, 'Product Name') ?? '',
+        product,
         productCode: firstValue(block, 'Product ID'),
         quantity: quantityOf(firstValue(block, 'Quantity Ordered', 'Quantity'), where),
         price: money?.amount ?? null,
         currency: money?.currency ?? null,
         test: false,
+        ...(sequence ? { sequence } : {}),
       };
     });
     return { kind: 'orders', orders };
   },
 });
+
+/** Every "SQNM-<name> <number>" line, in order. */
+function sequenceNumbers(text: string): { series: string; number: number }[] {
+  return [...text.matchAll(/^SQNM-(.+?)\s+(\d{1,9})\s*$/gm)].map((m) => ({ series: (m[1] ?? '').trim(), number: Number(m[2]) }));
+}

@@ -8,7 +8,7 @@ import type { Logger } from './log';
 import { composeMail, stableMessageId } from './deliver/render';
 import type { Store } from './record/store';
 
-export type AlertKind = 'review' | 'refund' | 'undeliverable' | 'forgery' | 'imap-down' | 'mail-waiting';
+export type AlertKind = 'review' | 'refund' | 'undeliverable' | 'forgery' | 'imap-down' | 'mail-waiting' | 'missing-notification';
 
 export type RaiseAlert = (kind: AlertKind, subject: string, detail?: string) => void;
 
@@ -19,6 +19,7 @@ const TITLES: Record<AlertKind, string> = {
   forgery: 'Notifications that failed authentication',
   'imap-down': 'Mailbox unreachable',
   'mail-waiting': 'Buyer mails waiting to be sent',
+  'missing-notification': 'Notifications that never arrived (a gap in the vendor\'s numbering)',
 };
 
 /** Items listed per kind in one mail; the rest are counted. */

@@ -187,6 +187,7 @@ export function summarise(decision: Decision): Record<string, unknown> {
       currency: o.currency,
       test: o.test,
       productId: o.productId,
+      ...(o.sequence ? { sequence: `${o.sequence.series} ${o.sequence.number}` } : {}),
     })),
   };
 }

@@ -290,6 +290,7 @@ export class Pipeline {
     let queued = false;
     for (const { order, outcome } of committed.outcomes) {
       const fields = { order: order.vendorOrderId ?? order.orderKey, uid: key.uid, vendor: decision.vendor, product: order.productId ?? order.product, buyer: order.buyerEmail };
+      if ((outcome === 'fulfilled' || outcome === 'review') && order.sequence && decision.vendor) this.checkSequence(decision.vendor, order.sequence, fields);
       if (outcome === 'served') {
         log.info('order already served through Avangate\'s key generator: duplicate, no mail', fields);
       } else if (outcome === 'duplicate') {
@@ -308,6 +309,24 @@ export class Pipeline {
       }
     }
     if (queued) this.options.onMailQueued?.();
+  }
+
+  /**
+   * A vendor that numbers its notifications (Kagi's SQNM) shows a lost one as a skipped number: the
+   * owner is told which numbers never arrived, so they can look the sales up at the vendor.
+   */
+  private checkSequence(vendor: string, sequence: { series: string; number: number }, fields: Record<string, unknown>): void {
+    const gap = this.options.store.missingBefore(vendor, sequence.series, sequence.number);
+    if (!gap) return;
+    const numbers = gap.from === gap.to ? `number ${gap.from}` : `numbers ${gap.from} to ${gap.to}`;
+    this.options.log.warn('notifications missing: the vendor numbered notifications that never arrived', {
+      ...fields, series: sequence.series, missingFrom: gap.from, missingTo: gap.to,
+    });
+    this.options.alert?.(
+      'missing-notification',
+      `${vendor} ${sequence.series}: ${numbers} never arrived (this one is ${sequence.number})`,
+      `Each ${vendor} notification carries a running number per product, and these are missing: those buyers may be waiting. Look the sales up in the ${vendor} control panel and forward their notifications to the mailbox; a late one is fulfilled as usual.`,
+    );
   }
 
   /**
@@ -442,6 +461,7 @@ export class Pipeline {
         reason: order.review,
         serials: order.serials,
         mail: mail ? { kind: 'serial', recipient: order.buyerEmail, ...mail } : null,
+        sequence: order.sequence,
       });
       if (outcome === 'duplicate') return { order, outcome: 'duplicate' };
       return { order, outcome: mail ? 'fulfilled' : 'review' };

@@ -46,6 +46,11 @@ export interface ParsedOrder {
   readonly price: string | null;
   readonly currency: string | null;
   readonly test: boolean;
+  /**
+   * The vendor's running number for this product's notifications (Kagi's SQNM-<name> <number>),
+   * when it sends one: a number skipped means a notification that never arrived.
+   */
+  readonly sequence?: { readonly series: string; readonly number: number };
 }
 
 export type ParseResult =

@@ -61,6 +61,25 @@ function orders(db: string): { vendor_order_id: string; state: string; buyer_ema
   }
 }
 
+/** The example Kagi sale as another order: its own transaction id, Message-ID and SQNM number. */
+function kagiSale(sequence: number, transactionId: string): string {
+  return fs
+    .readFileSync(path.join(EXAMPLES, 'kagi-sale-widget-pro.eml'), 'utf8')
+    .replace(/8811-2046-5537/g, transactionId)
+    .replace('<20261121234107.58213@kagi.com>', `<${transactionId}@kagi.com>`)
+    .replace('SQNM-Widget Pro 1042', `SQNM-Widget Pro ${sequence}`);
+}
+
+/** Subjects of the owner alerts about notifications that never arrived. */
+function missingAlerts(db: string): string[] {
+  const conn = new Database(db, { readonly: true });
+  try {
+    return (conn.prepare(`SELECT subject FROM alerts WHERE kind = 'missing-notification' ORDER BY id`).all() as { subject: string }[]).map((r) => r.subject);
+  } finally {
+    conn.close();
+  }
+}
+
 describe('drop folder and outbox files', () => {
   test('a Kagi sale dropped in the folder gives the buyer a mail with the serial of their registration name', async () => {
     const s = setUp();
@@ -125,6 +144,32 @@ describe('drop folder and outbox files', () => {
     assert.equal(orders(s.db).length, 1);
     assert.deepEqual(fs.readdirSync(s.inbox).filter((n) => n.endsWith('.eml')), [], 'both moved out of the drop folder');
     assert.deepEqual(fs.readdirSync(path.join(s.inbox, 'processed')).sort(), ['a-sale.eml', 'b-same-sale-again.eml']);
+  });
+
+  test('a Kagi sale whose running number skips ahead tells the owner which notifications never arrived', async () => {
+    const s = setUp();
+    fs.writeFileSync(path.join(s.inbox, 'a.eml'), kagiSale(1042, '8811-2046-0001'));
+    await runCli(['--once', '--config', s.config]);
+    fs.writeFileSync(path.join(s.inbox, 'b.eml'), kagiSale(1043, '8811-2046-0002'));
+    fs.writeFileSync(path.join(s.inbox, 'c.eml'), kagiSale(1046, '8811-2046-0003'));
+    const run = await runCli(['--once', '--config', s.config]);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /notifications missing/);
+    assert.deepEqual(missingAlerts(s.db), ['kagi Widget Pro: numbers 1044 to 1045 never arrived (this one is 1046)']);
+    assert.equal((await buyerMails(s.outbox)).length, 3, 'the sales that did arrive are fulfilled as usual');
+  });
+
+  test('a missing Kagi notification that arrives late is fulfilled without another alert', async () => {
+    const s = setUp();
+    fs.writeFileSync(path.join(s.inbox, 'a.eml'), kagiSale(1042, '8811-2046-0001'));
+    fs.writeFileSync(path.join(s.inbox, 'c.eml'), kagiSale(1044, '8811-2046-0003'));
+    await runCli(['--once', '--config', s.config]);
+    assert.equal(missingAlerts(s.db).length, 1);
+    fs.writeFileSync(path.join(s.inbox, 'b.eml'), kagiSale(1043, '8811-2046-0002'));
+    const late = await runCli(['--once', '--config', s.config]);
+    assert.doesNotMatch(late.stdout, /notifications missing/);
+    assert.equal(missingAlerts(s.db).length, 1);
+    assert.equal((await buyerMails(s.outbox)).length, 3);
   });
 
   test('--reprocess ORDER does not mail again; with --resend it mails the same serial once more', async () => {

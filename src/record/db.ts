@@ -102,6 +102,12 @@ const MIGRATIONS: readonly string[] = [
   -- Set once the owner was told a mail has waited too long, so they are told once, not per retry.
   ALTER TABLE outbox ADD COLUMN alerted_at TEXT;
   `,
+  `
+  -- The vendor's running number of the product's notifications (Kagi SQNM): a gap is a lost notification.
+  ALTER TABLE orders ADD COLUMN sequence_series TEXT;
+  ALTER TABLE orders ADD COLUMN sequence_number INTEGER;
+  CREATE INDEX orders_sequence ON orders (vendor, sequence_series, sequence_number) WHERE sequence_series IS NOT NULL;
+  `,
 ];
 
 export function openDatabase(file: string): Db {

@@ -90,6 +90,8 @@ export interface OrderRecord {
   readonly deliveredInAnswer?: boolean;
   /** Where the order came from: mail (default) or a signed POST. */
   readonly source?: string;
+  /** The vendor's running number of this product's notifications, when it sends one. */
+  readonly sequence?: { readonly series: string; readonly number: number } | undefined;
 }
 
 /** new: first time; fulfilled-now: was in review, now fulfilled; duplicate: already fulfilled before. */
@@ -274,13 +276,15 @@ export class Store {
       const result = this
         .sql(
           `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
-           license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at,
+           sequence_series, sequence_number)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
           order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
           serials, order.state, order.reason, order.messageRow, at, fulfilledAt, at,
+          order.sequence?.series ?? null, order.sequence?.number ?? null,
         );
       orderId = Number(result.lastInsertRowid);
     }
@@ -295,6 +299,19 @@ export class Store {
       return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
     }
     return { orderId, outcome: existing ? 'still-review' : 'new' };
+  }
+
+  /**
+   * The numbers of the vendor's series between the nearest number below `number` that an order
+   * carries and `number` itself; null when none is missing or no lower number was ever seen.
+   */
+  missingBefore(vendor: string, series: string, number: number): { from: number; to: number } | null {
+    const row = this.sql(
+        `SELECT max(sequence_number) AS previous FROM orders WHERE vendor = ? AND sequence_series = ? AND sequence_number < ?`,
+      )
+      .get(vendor, series, number) as { previous: number | null };
+    if (row.previous === null || row.previous >= number - 1) return null;
+    return { from: row.previous + 1, to: number - 1 };
   }
 
   /**
