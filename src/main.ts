@@ -107,7 +107,9 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
     stopping ??= (async () => {
       clearInterval(outage);
       clearInterval(checkpoint);
-      // Intake first: no new Avangate order may be answered while the rest shuts down.
+      // Intake first: no new Avangate order may be answered, and no further message of a batch
+      // taken, while the rest shuts down.
+      pipeline.stopTaking();
       await http?.close();
       await source.stop().catch((err: unknown) => log.warn('source did not stop cleanly', { reason: coerceError(err).message }));
       await schedules?.stop();

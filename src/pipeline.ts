@@ -109,6 +109,16 @@ export class Pipeline {
     );
   }
 
+  private stopping = false;
+
+  /**
+   * Stop taking messages: a batch in hand finishes the message being read, commits what was read,
+   * and answers 'defer' for the rest, which the source leaves for the next start.
+   */
+  stopTaking(): void {
+    this.stopping = true;
+  }
+
   /** The source's handler: resolves once every message's final state is committed. */
   readonly handle = (messages: readonly IncomingMessage[]): Promise<MessageOutcome[]> => this.processAll(messages);
 
@@ -132,6 +142,11 @@ export class Pipeline {
     // when the second is checked); only those are looked up again inside the transaction.
     const seen = new Set<string>();
     for (const message of messages) {
+      if (this.stopping) {
+        // Stopping: what was read commits; the rest stays where it is for the next start.
+        prepared.push({ kind: 'done', outcome: 'defer' });
+        continue;
+      }
       const p = await this.prepare(message, handleOptions);
       if (p.kind === 'commit') {
         const id = p.messageId === null ? null : `id:${p.messageId}`;
