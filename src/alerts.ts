@@ -4,6 +4,7 @@
  * first alert goes out at once, later ones wait for the window to pass and leave as one mail, so a
  * flood of bad messages yields a handful of mails, not thousands.
  */
+import { coerceError } from './errors';
 import type { Logger } from './log';
 import { composeMail, stableMessageId } from './deliver/render';
 import type { Store } from './record/store';
@@ -45,6 +46,8 @@ interface AlertRow {
 
 export class Alerts {
   private timer: NodeJS.Timeout | null = null;
+  /** When the pending timer's mail is allowed to go (ms since epoch). */
+  private dueAt = 0;
   private flushing: Promise<void> | null = null;
   private stopped = false;
 
@@ -69,6 +72,7 @@ export class Alerts {
       .prepare(`SELECT max(created_at) AS at FROM outbox WHERE kind = 'alert'`)
       .get() as { at: string | null };
     const wait = last.at ? Math.max(0, Date.parse(last.at) + this.windowMs - Date.now()) : 0;
+    this.dueAt = Date.now() + wait;
     this.timer = setTimeout(() => {
       this.timer = null;
       this.flushing = this.flush().finally(() => (this.flushing = null));
@@ -105,9 +109,17 @@ export class Alerts {
     this.options.onQueued();
   }
 
+  /**
+   * Alerts whose mail may already go are queued now (a `--once` run can end before the timer fires);
+   * alerts still inside the window wait in the table for the next start.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.flushing;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      if (this.dueAt <= Date.now()) this.flushing ??= this.flush().finally(() => (this.flushing = null));
+    }
+    await this.flushing?.catch((err: unknown) => this.options.log.warn('owner alert not queued', { reason: coerceError(err).message }));
   }
 }

@@ -43,3 +43,50 @@ test('500 messages sent to review within the window give the owner two mails: th
     db.close();
   }
 });
+
+test('an alert raised just before keymailer stops is still queued for the owner (a --once run ends at once)', async () => {
+  const db = openDatabase(path.join(tempDir(), 'k.db'));
+  const store = new Store(db);
+  const alerts = new Alerts({
+    store,
+    owner: 'owner@acme.example',
+    from: 'Acme <sales@acme.example>',
+    log: createLogger({ level: 'error' }),
+    onQueued: () => undefined,
+    windowMs: 60_000,
+  });
+  try {
+    alerts.raise('forgery', 'message "Kagi Payment Acknowledgement" failed authentication');
+    // No turn of the event loop in between: the alert's timer has not fired yet.
+    await alerts.stop();
+    const mails = db.prepare(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`).get() as { n: number };
+    assert.equal(mails.n, 1);
+  } finally {
+    db.close();
+  }
+});
+
+test('an alert still inside the window when keymailer stops waits in the table for the next start', async () => {
+  const db = openDatabase(path.join(tempDir(), 'k.db'));
+  const store = new Store(db);
+  const alerts = new Alerts({
+    store,
+    owner: 'owner@acme.example',
+    from: 'Acme <sales@acme.example>',
+    log: createLogger({ level: 'error' }),
+    onQueued: () => undefined,
+    windowMs: 60_000,
+  });
+  try {
+    alerts.raise('review', 'first');
+    await sleep(300);
+    alerts.raise('review', 'second, inside the window');
+    await alerts.stop();
+    const mails = db.prepare(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`).get() as { n: number };
+    assert.equal(mails.n, 1, 'only the first went out');
+    const waiting = db.prepare('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL').get() as { n: number };
+    assert.equal(waiting.n, 1);
+  } finally {
+    db.close();
+  }
+});
