@@ -75,7 +75,7 @@ export class Alerts {
     this.dueAt = Date.now() + wait;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.flushing = this.flush().finally(() => (this.flushing = null));
+      this.flushing = this.flushOrLog();
     }, wait);
     this.timer.unref();
   }
@@ -118,8 +118,17 @@ export class Alerts {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
-      if (this.dueAt <= Date.now()) this.flushing ??= this.flush().finally(() => (this.flushing = null));
+      if (this.dueAt <= Date.now()) this.flushing ??= this.flushOrLog();
     }
-    await this.flushing?.catch((err: unknown) => this.options.log.warn('owner alert not queued', { reason: coerceError(err).message }));
+    await this.flushing;
+  }
+
+  /** A failed flush (a busy database, say) leaves the alerts unmailed: the next alert or start tries again. */
+  private flushOrLog(): Promise<void> {
+    return this.flush()
+      .catch((err: unknown) => {
+        this.options.log.warn('owner alert not queued yet', { reason: coerceError(err).message });
+      })
+      .finally(() => (this.flushing = null));
   }
 }

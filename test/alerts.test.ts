@@ -90,3 +90,32 @@ test('an alert still inside the window when keymailer stops waits in the table f
     db.close();
   }
 });
+
+test('an alert that cannot be queued (the database refuses) is logged and kept for later, and keymailer keeps running', async () => {
+  const db = openDatabase(path.join(tempDir(), 'k.db'));
+  const store = new Store(db);
+  const warnings: string[] = [];
+  const log = createLogger({ level: 'error' });
+  log.warn = ((message: string) => {
+    warnings.push(message);
+    return log;
+  }) as typeof log.warn;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const alerts = new Alerts({ store, owner: 'owner@acme.example', from: 'Acme <sales@acme.example>', log, onQueued: () => undefined, windowMs: 60_000 });
+  try {
+    alerts.raise('review', 'message sent to review');
+    // The outbox is gone before the alert's mail can be queued.
+    db.exec('DROP TABLE outbox');
+    await sleep(300);
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(warnings, ['owner alert not queued yet']);
+    const waiting = db.prepare('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL').get() as { n: number };
+    assert.equal(waiting.n, 1, 'the alert waits for the next try');
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await alerts.stop();
+    db.close();
+  }
+});
