@@ -6,21 +6,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser } from 'mailparser';
 import { Alerts } from '../src/alerts';
 import { createLogger } from '../src/log';
-import { openDatabase } from '../src/record/db';
+import { openDatabase, type Db } from '../src/record/db';
 import { Store } from '../src/record/store';
 import { tempDir } from './support/cli';
 
-test('500 messages sent to review within the window give the owner two mails: the first at once, the rest grouped', async () => {
+/** Alerts on a fresh database, with the owner and sender every test uses. */
+function setUp(windowMs: number, log = createLogger({ level: 'error' })): { db: Db; alerts: Alerts } {
   const db = openDatabase(path.join(tempDir(), 'k.db'));
-  const store = new Store(db);
-  const alerts = new Alerts({
-    store,
-    owner: 'owner@acme.example',
-    from: 'Acme <sales@acme.example>',
-    log: createLogger({ level: 'error' }),
-    onQueued: () => undefined,
-    windowMs: 1500,
-  });
+  const alerts = new Alerts({ store: new Store(db), owner: 'owner@acme.example', from: 'Acme <sales@acme.example>', log, onQueued: () => undefined, windowMs });
+  return { db, alerts };
+}
+
+/** Owner mails queued, and alerts still waiting to be mailed. */
+function counts(db: Db): { mails: number; waiting: number } {
+  const n = (sql: string): number => (db.prepare(sql).get() as { n: number }).n;
+  return { mails: n(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`), waiting: n('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL') };
+}
+
+test('500 messages sent to review within the window give the owner two mails: the first at once, the rest grouped', async () => {
+  const { db, alerts } = setUp(1500);
   try {
     alerts.raise('review', 'message 0 sent to review', 'no parser recognises this message');
     await sleep(200);
@@ -45,55 +49,31 @@ test('500 messages sent to review within the window give the owner two mails: th
 });
 
 test('an alert raised just before keymailer stops is still queued for the owner (a --once run ends at once)', async () => {
-  const db = openDatabase(path.join(tempDir(), 'k.db'));
-  const store = new Store(db);
-  const alerts = new Alerts({
-    store,
-    owner: 'owner@acme.example',
-    from: 'Acme <sales@acme.example>',
-    log: createLogger({ level: 'error' }),
-    onQueued: () => undefined,
-    windowMs: 60_000,
-  });
+  const { db, alerts } = setUp(60_000);
   try {
     alerts.raise('forgery', 'message "Kagi Payment Acknowledgement" failed authentication');
     // No turn of the event loop in between: the alert's timer has not fired yet.
     await alerts.stop();
-    const mails = db.prepare(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`).get() as { n: number };
-    assert.equal(mails.n, 1);
+    assert.equal(counts(db).mails, 1);
   } finally {
     db.close();
   }
 });
 
 test('an alert still inside the window when keymailer stops waits in the table for the next start', async () => {
-  const db = openDatabase(path.join(tempDir(), 'k.db'));
-  const store = new Store(db);
-  const alerts = new Alerts({
-    store,
-    owner: 'owner@acme.example',
-    from: 'Acme <sales@acme.example>',
-    log: createLogger({ level: 'error' }),
-    onQueued: () => undefined,
-    windowMs: 60_000,
-  });
+  const { db, alerts } = setUp(60_000);
   try {
     alerts.raise('review', 'first');
     await sleep(300);
     alerts.raise('review', 'second, inside the window');
     await alerts.stop();
-    const mails = db.prepare(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`).get() as { n: number };
-    assert.equal(mails.n, 1, 'only the first went out');
-    const waiting = db.prepare('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL').get() as { n: number };
-    assert.equal(waiting.n, 1);
+    assert.deepEqual(counts(db), { mails: 1, waiting: 1 }, 'only the first went out; the second waits');
   } finally {
     db.close();
   }
 });
 
 test('an alert that cannot be queued (the database refuses) is logged and kept for later, and keymailer keeps running', async () => {
-  const db = openDatabase(path.join(tempDir(), 'k.db'));
-  const store = new Store(db);
   const warnings: string[] = [];
   const log = createLogger({ level: 'error' });
   log.warn = ((message: string) => {
@@ -103,7 +83,7 @@ test('an alert that cannot be queued (the database refuses) is logged and kept f
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on('unhandledRejection', onUnhandled);
-  const alerts = new Alerts({ store, owner: 'owner@acme.example', from: 'Acme <sales@acme.example>', log, onQueued: () => undefined, windowMs: 60_000 });
+  const { db, alerts } = setUp(60_000, log);
   try {
     alerts.raise('review', 'message sent to review');
     // The outbox is gone before the alert's mail can be queued.
@@ -111,8 +91,7 @@ test('an alert that cannot be queued (the database refuses) is logged and kept f
     await sleep(300);
     assert.deepEqual(unhandled, []);
     assert.deepEqual(warnings, ['owner alert not queued yet']);
-    const waiting = db.prepare('SELECT count(*) AS n FROM alerts WHERE mailed_at IS NULL').get() as { n: number };
-    assert.equal(waiting.n, 1, 'the alert waits for the next try');
+    assert.equal(db.prepare('SELECT count(*) FROM alerts WHERE mailed_at IS NULL').pluck().get(), 1, 'the alert waits for the next try');
   } finally {
     process.off('unhandledRejection', onUnhandled);
     await alerts.stop();
