@@ -12,13 +12,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { freePort } from '../test/support/dovecot';
 import { TEST_KEY } from '../test/support/imap-config';
-import { startBenchDaemon } from './lib/daemon';
+import { portAccepts, startBenchDaemon } from './lib/daemon';
 import type { SqliteProbe } from './sqlite-probe';
 import { busyMs, busyShare, newestProfile, profileMarkdown, summariseProfile, type ProfileSummary } from './lib/profile';
 import { timeCommits } from './lib/sqlite-cost';
@@ -245,17 +244,6 @@ function wrkAvailable(): boolean {
     // wrk --version prints and exits 1; only a missing binary is ENOENT
     return (err as NodeJS.ErrnoException).code !== 'ENOENT';
   }
-}
-
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 async function post(url: string, refno: string): Promise<{ status: number; body: string; type: string }> {

@@ -4,25 +4,13 @@
  * an empty mailbox. Baseline: spawning a node process that sends 'ready' at once.
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { MB, memoryOf, startBenchDaemon } from './lib/daemon';
+import { MB, memoryOf, portAccepts, startBenchDaemon } from './lib/daemon';
 import { measureFootprint, ownCodeMs, timeSteps, type Footprint } from './lib/footprint';
 import { num, type SectionResult } from './lib/report';
 import { startWorld } from './lib/setup';
 import { fmt, median } from './lib/stats';
-
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** spawn → 'ready' of a node process that does nothing else: what node itself costs here */
 function bareNodeReady(): Promise<number> {

@@ -17,7 +17,8 @@ export default defineParser({
     if (!/payment acknowledgement/i.test(n.subject)) {
       return { kind: 'ignore', reason: `Kagi mail that is not a payment acknowledgement: "${n.subject}"` };
     }
-    const { header, blocks } = splitBlocks(labelLines(bodyText(n, 'Kagi Transaction ID')), 'Product Name');
+    const text = bodyText(n, 'Kagi Transaction ID');
+    const { header, blocks } = splitBlocks(labelLines(text), 'Product Name');
     const transactionId = firstValue(header, 'Kagi Transaction ID', 'Transaction ID');
     if (!transactionId) throw new ParseError('acknowledgement without a "Kagi Transaction ID" line');
     const where = `order ${transactionId}`;
@@ -26,7 +27,7 @@ export default defineParser({
     const buyerEmail = emailIn(firstValue(header, 'Purchaser Email'));
     if (!buyerEmail) throw new ParseError(`${where}: no buyer email address, the serial must be delivered by hand`);
     if (blocks.length === 0) throw new ParseError(`${where}: no "Product Name" line`);
-    const sequences = sequenceNumbers(bodyText(n, 'Kagi Transaction ID'));
+    const sequences = sequenceNumbers(text);
     const orders = blocks.map((block, index): ParsedOrder => {
       const money = parseMoney(firstValue(block, 'Unit Payment', 'Total') ?? '');
       const product = firstValue(block, 'Product Name') ?? '';

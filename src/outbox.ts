@@ -129,7 +129,7 @@ export class OutboxSender {
     this.marks = [];
     if (marks.length === 0) return;
     const { store, log, mailer } = this.options;
-    store.markAllSent(marks);
+    store.markSent(marks);
     for (const mail of marks) log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
   }
 

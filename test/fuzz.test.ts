@@ -11,22 +11,11 @@ import { parseConfig } from '../src/config';
 import { decide, decideContext, type DecideContext } from '../src/decide';
 import { EXAMPLES, tempDir } from './support/cli';
 import { fakeDns, prepend, signAs } from './support/dkim';
+import { seededRandom } from './support/random';
 
 const MUTANTS = 10_000;
 const KEY = 'Tq9#vL2!pX7@mR4s';
 const FINAL: Record<string, string> = { fulfill: 'fulfilled', ignore: 'ignored', refund: 'ignored', review: 'review', reject: 'review' };
-
-/** A small deterministic generator, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function mutate(raw: Buffer, random: () => number): { kind: string; raw: Buffer } {
   const text = raw.toString('latin1');
@@ -102,7 +91,7 @@ products: [{ id: widget-pro, name: Widget Pro, key: "${KEY}", match: ["Widget Pr
 });
 
 test(`${MUTANTS} mutated notifications: no exception, no hang, one final state each, no serial for a changed name`, async (t) => {
-  const random = rng(20261122);
+  const random = seededRandom(20261122);
   const states = new Map<string, number>();
   let slowest = 0;
   for (let i = 0; i < MUTANTS; i++) {

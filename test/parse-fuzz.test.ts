@@ -12,6 +12,7 @@ import { decide, decideContext, type DecideContext, type Decision } from '../src
 import type { Resolver } from '../src/authenticate/sender';
 import type { VendorParser } from '../src/types';
 import { FIXTURES } from './support/cli';
+import { seededRandom } from './support/random';
 
 /** No network in a test: a DKIM key lookup finds nothing, as for an unknown selector. */
 const noDns: Resolver = (name) => Promise.reject(Object.assign(new Error(`${name}: no DNS in tests`), { code: 'ENOTFOUND' }));
@@ -25,20 +26,8 @@ function fixtureFiles(): string[] {
     .flatMap((dir) => fs.readdirSync(dir).filter((n) => n.endsWith('.eml')).sort().map((n) => path.join(dir, n)));
 }
 
-/** mulberry32: the same garbling on every run, so a failure can be reproduced. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function variants(raw: Buffer, seed: number): { name: string; raw: Buffer }[] {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const out: { name: string; raw: Buffer }[] = [];
   for (const share of [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95]) {
     const cut = Math.floor(raw.length * share);

@@ -21,22 +21,12 @@ import {
   type SerialProduct,
   type SerialRequest,
 } from '../src/fulfil/serial';
+import { seededRandom } from './support/random';
 
 // ---------------------------------------------------------------------------------------------
 // Random buyers' names, reproducible
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rng = mulberry32(20250314);
+const rng = seededRandom(20250314);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(rng() * items.length)] as T;
 const between = (lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
 

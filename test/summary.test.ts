@@ -62,7 +62,7 @@ function order(store: Store, fields: Partial<OrderRecord> & { receivedAt?: strin
   store.db.prepare('UPDATE outbox SET created_at = ? WHERE order_id = ?').run(at, orderId);
   if (fields.sent !== false && state === 'fulfilled') {
     const mail = store.dueMail(100).find((m) => m.order_id === orderId);
-    if (mail) store.markSent(mail);
+    if (mail) store.markSent([mail]);
   }
   return orderId;
 }

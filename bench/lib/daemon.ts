@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { CLI } from '../../test/support/cli';
 
@@ -207,3 +208,15 @@ export class RssSampler {
 }
 
 export const MB = 1024 * 1024;
+
+/** Whether something accepts TCP connections on 127.0.0.1:port now. */
+export function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

@@ -352,13 +352,11 @@ export class Store {
     return row.at;
   }
 
-  /** One local write right after the server accepted: the only window for a double send. */
-  markSent(mail: OutboxRow): void {
-    this.markSentTx([mail]);
-  }
-
-  /** Several accepted mails in one transaction (one fsync). */
-  markAllSent(mails: readonly OutboxRow[]): void {
+  /**
+   * Accepted mails, recorded in one transaction (one fsync) right after the server accepted them:
+   * the only window for a double send.
+   */
+  markSent(mails: readonly OutboxRow[]): void {
     if (mails.length > 0) this.markSentTx(mails);
   }
 
