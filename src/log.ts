@@ -3,11 +3,13 @@
  * field it hides in: a password pasted into an error message must not reach a log file either.
  * Human-readable lines go to the console (pm2 keeps those); JSON lines go to daily files in
  * log.dir, pruned by winston-daily-rotate-file so a box that runs for years never fills its disk.
+ * Both are written by one transport, a batch per turn of the event loop (./log-lines.ts).
  */
 import path from 'node:path';
 import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import { z } from 'zod';
+import { LineTransport } from './log-lines';
 
 export type Logger = winston.Logger;
 
@@ -84,11 +86,11 @@ export interface LoggerOptions {
 }
 
 /**
- * The rotating file transport. The rotator ends the old stream before it opens the next one, so
+ * The rotating log file (a winston-daily-rotate-file transport, written through LineTransport). The rotator ends the old stream before it opens the next one, so
  * a rotation costs no file descriptor (test/logging.test.ts rotates hundreds of times to hold it
  * to that). The audit file, which remembers which files to prune, lives in the same directory.
  */
-export function fileTransport(options: LogFileOptions): DailyRotateFile {
+function fileTransport(options: LogFileOptions): DailyRotateFile {
   const name = options.name ?? 'keymailer';
   return new DailyRotateFile({
     dirname: options.dir,
@@ -100,40 +102,50 @@ export function fileTransport(options: LogFileOptions): DailyRotateFile {
     maxSize: options.maxSize ?? '20m',
     maxFiles: options.maxFiles ?? '14d',
     auditFile: path.join(options.dir, `.${name}-log-audit.json`),
-    format: winston.format.json(),
   });
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const redact = redactor(options.secrets ?? []);
-  const redaction = winston.format((info) => {
+  // One format for the logger (redaction, then the time), not one per destination: every line pays it.
+  const stamp = winston.format((info) => {
     for (const key of Object.keys(info)) {
       if (key === 'level') continue;
       const value = info[key];
       info[key] = SECRET_FIELD.test(key) ? REDACTED : redactValue(value, redact);
     }
+    info['timestamp'] = isoNow();
     return info;
-  });
-  const human = winston.format.printf((info) => {
-    const { level, message, timestamp, ...meta } = info;
-    const rest = Object.entries(meta)
-      .filter(([k]) => typeof k === 'string')
-      .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
-      .join(' ');
-    return `${String(timestamp)} ${level.padEnd(5)} ${String(message)}${rest ? ` ${rest}` : ''}`;
   });
   return winston.createLogger({
     level: options.level ?? 'info',
-    format: winston.format.combine(redaction(), winston.format.timestamp()),
+    format: stamp(),
     transports: [
-      new winston.transports.Console({
-        format: human,
-        stderrLevels: options.stderr === false ? [] : ['error', 'warn', 'info', 'debug'],
+      new LineTransport({
+        console: options.stderr === false ? process.stdout : process.stderr,
+        file: options.file ? fileTransport(options.file) : null,
       }),
-      ...(options.file ? [fileTransport(options.file)] : []),
       ...(options.transports ?? []),
     ],
   });
+}
+
+let lastMs = 0;
+let lastIso = '';
+/** The current time as ISO 8601, made once per millisecond: a burst logs many lines in the same one. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
+/** The rotated log file a logger writes, or null. */
+export function logFileOf(log: Logger): DailyRotateFile | null {
+  for (const transport of log.transports) if (transport instanceof LineTransport && transport.file) return transport.file;
+  return null;
 }
 
 /**
@@ -142,9 +154,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
  * The descriptor itself is released a moment later.
  */
 export async function closeLogger(log: Logger, timeoutMs = 2000): Promise<void> {
-  const files = log.transports.filter((t): t is DailyRotateFile => t instanceof DailyRotateFile);
-  // The transport says 'finish' once the file it writes has flushed everything (not per rotation).
-  const flushed = files.map((t) => new Promise<void>((resolve) => t.once('finish', () => resolve())));
+  const file = logFileOf(log);
+  // The file transport says 'finish' once the file it writes has flushed everything (not per rotation).
+  const flushed = file ? [new Promise<void>((resolve) => file.once('finish', () => resolve()))] : [];
   log.close();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));

@@ -10,8 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import DailyRotateFile from 'winston-daily-rotate-file';
-import { closeLogger, createLogger, logSettingsSchema } from '../src/log';
+import { closeLogger, createLogger, logFileOf, logSettingsSchema } from '../src/log';
 
 const tempDirs: string[] = [];
 /** A fresh directory, removed when the file's tests are done. */
@@ -79,7 +78,7 @@ async function soakChild(params: SoakParams): Promise<void> {
       ...(params.mode === 'date' ? { datePattern: 'YYYY-MM-DD-HH-mm-ss' } : {}),
     },
   });
-  const transport = log.transports.find((t): t is DailyRotateFile => t instanceof DailyRotateFile);
+  const transport = logFileOf(log);
   if (!transport) throw new Error('no file transport');
   let rotations = 0;
   transport.on('rotate', () => rotations++);
@@ -191,6 +190,33 @@ if (process.env.KEYMAILER_LOG_SOAK) {
     assert.equal(lines[1]?.pass, '[redacted]');
     assert.deepEqual(lines[1]?.nested, { token: '[redacted]', note: 'x [redacted] y' });
     assert.ok(fs.readdirSync(dir).some((n) => n === '.keymailer-log-audit.json'), 'the audit file lives in the log directory');
+  });
+
+  test('lines logged in one turn reach the console together, and the last ones still do when the process exits at once', () => {
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { createLogger } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'log.js'))});
+         const log = createLogger({ level: 'info', stderr: false });
+         const write = process.stdout.write.bind(process.stdout);
+         let writes = 0;
+         process.stdout.write = (chunk, ...rest) => { writes++; return write(chunk, ...rest); };
+         for (let i = 1; i <= 3; i++) log.info('order sent', { order: 'FS-' + i });
+         setImmediate(() => {
+           process.stderr.write('writes: ' + writes + '\\n');
+           log.error('keymailer stopped on an error', { reason: 'disk full' });
+           process.exit(4);
+         });`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(child.status, 4);
+    assert.match(child.stderr, /writes: 1\n/, 'three lines, one write');
+    const lines = child.stdout.trim().split('\n');
+    assert.equal(lines.length, 4);
+    assert.match(lines[0] ?? '', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z info  order sent order=FS-1$/);
+    assert.match(lines[3] ?? '', /error keymailer stopped on an error reason="disk full"$/, 'logged right before process.exit()');
   });
 
   test('log settings: defaults, and bad sizes or retention named', () => {
