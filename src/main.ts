@@ -116,6 +116,7 @@ export function buildApp(loaded: LoadedConfig, log: Logger): App {
       await alerts.stop();
       await outbox?.stop();
       mailer.close();
+      await store.walSync.close();
       lease.release();
       db.close();
     })();

@@ -26,10 +26,6 @@ export interface OutboxOptions {
   readonly alert?: RaiseAlert;
 }
 
-/** See OutboxSender.markSent. */
-const MARK_WINDOW_MS = 20;
-const MARK_BATCH = 25;
-
 export class OutboxSender {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -40,9 +36,6 @@ export class OutboxSender {
   });
 
   private readonly envelopeFrom: string;
-  /** Accepted by the server, not yet recorded as sent: see markSent. */
-  private marks: OutboxRow[] = [];
-  private markTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: OutboxOptions) {
     this.envelopeFrom = /<([^>]+)>/.exec(options.from)?.[1] ?? options.from;
@@ -68,7 +61,6 @@ export class OutboxSender {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, mailer.concurrency) }, lane));
-      this.commitMarks();
       // The server is likely down for the rest of the batch too; the timer brings us back.
       if (serverDown) return;
     }
@@ -102,35 +94,18 @@ export class OutboxSender {
   }
 
   /**
-   * Records an accepted mail as sent. While more mail of the same pass is going out, marks gather
-   * for at most MARK_WINDOW_MS or MARK_BATCH mails and commit together (one fsync for many); the
-   * last mail of a pass, such as the single mail of a single sale, commits at once. A crash between
-   * the server's acceptance and this commit is the one way a buyer gets a second copy (same
-   * Message-ID); gathering widens that window by at most MARK_WINDOW_MS, during a backlog only.
+   * Records an accepted mail as sent, at once: a crash between the server's acceptance and this
+   * commit is the one way a buyer gets a second copy (same Message-ID). The commit reaches the
+   * operating system now; its fsync runs off the main thread, shared with the commits around it
+   * (record/wal-sync.ts), so a backlog does not wait for one per mail.
    */
   private markSent(mail: OutboxRow): void {
-    this.marks.push(mail);
-    if (this.marks.length >= MARK_BATCH) this.commitMarks();
-    else this.markTimer ??= setTimeout(() => this.commitMarksOrLog(), MARK_WINDOW_MS);
-  }
-
-  private commitMarksOrLog(): void {
-    try {
-      this.commitMarks();
-    } catch (err) {
-      this.options.log.error('could not record sent mail; it will be sent again', { reason: coerceError(err).message });
-    }
-  }
-
-  private commitMarks(): void {
-    if (this.markTimer) clearTimeout(this.markTimer);
-    this.markTimer = null;
-    const marks = this.marks;
-    this.marks = [];
-    if (marks.length === 0) return;
     const { store, log, mailer } = this.options;
-    store.markSent(marks);
-    for (const mail of marks) log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
+    store.walSync.commitLater(() => store.markSent([mail]));
+    log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
+    store.walSync.durable().catch((err: unknown) => {
+      log.error('could not make the record of a sent mail durable', { outbox: mail.id, reason: coerceError(err).message });
+    });
   }
 
   /** Wakes up when the next retry falls due. */
@@ -149,6 +124,9 @@ export class OutboxSender {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.runner.settle();
-    this.commitMarksOrLog();
+    // The last sent-marks on the disk before the database closes.
+    await this.options.store.walSync.durable().catch((err: unknown) => {
+      this.options.log.error('could not make the records of sent mail durable', { reason: coerceError(err).message });
+    });
   }
 }

@@ -12,7 +12,7 @@ import { coerceError } from './errors';
 import { SerialError, makeSerials } from './fulfil/serial';
 import type { Logger } from './log';
 import { GroupCommit } from './record/group-commit';
-import { isFinal, type MessageRow, type MessageState, type OrderRow, type Store } from './record/store';
+import { isFinal, type MessageRow, type MessageState, type OrderRecord, type OrderRow, type Store } from './record/store';
 import type { IncomingMessage, MessageKey, MessageOutcome, ParsedOrder } from './types';
 
 export type { Decision, DecidedOrder } from './decide';
@@ -96,7 +96,7 @@ export class Pipeline {
   private readonly commitMessages: (batch: readonly ToCommit[]) => CommitResult[];
 
   constructor(private readonly options: PipelineOptions) {
-    this.signedOrders = new GroupCommit(options.store.db);
+    this.signedOrders = new GroupCommit(options.store.db, options.store.walSync);
     const savepoint = options.store.db.transaction((p: ToCommit) => this.commitMessage(p));
     this.commitMessages = options.store.db.transaction((batch: readonly ToCommit[]) =>
       batch.map((p): CommitResult => {
@@ -157,7 +157,10 @@ export class Pipeline {
       } else prepared.push(p);
     }
     const commits = prepared.filter((p): p is ToCommit => p.kind === 'commit');
-    const results = commits.length > 0 ? this.commitMessages(commits) : [];
+    const { walSync } = this.options.store;
+    const results = commits.length > 0 ? walSync.commitLater(() => this.commitMessages(commits)) : [];
+    // Nothing is reported, sent or moved out of the mailbox before the batch is on the disk.
+    if (commits.length > 0) await walSync.durable();
     const outcomes: MessageOutcome[] = [];
     let failure: unknown = null;
     let next = 0;
@@ -400,11 +403,6 @@ export class Pipeline {
   private commitSignedOrder(vendor: string, order: ParsedOrder, productId: string): SignedOrderResult {
     const { store, loaded } = this.options;
     const orderKey = `${vendor}:${order.vendorOrderId ?? ''}:${order.productCode ?? order.product}`;
-    const existing = store.findOrder(orderKey);
-    if (existing && existing.state !== 'review' && existing.serials) {
-      store.event(existing.id, null, 'replay', 'same order posted again: same serials answered');
-      return { orderId: existing.id, outcome: 'replay', serials: JSON.parse(existing.serials) as string[], reason: null };
-    }
     const product = loaded.config.products.find((p) => p.id === productId);
     let serials: string[] | null = null;
     let reason: string | null = null;
@@ -425,13 +423,24 @@ export class Pipeline {
         reason = err.message;
       }
     }
-    const { orderId } = store.commitOrder({
+    const record: OrderRecord = {
       orderKey, vendor, vendorOrderId: order.vendorOrderId, vendorProduct: order.product, productId,
       buyerName: order.buyerName, buyerEmail: order.buyerEmail, licenseName: order.licenseName,
       quantity: order.quantity, price: order.price, currency: order.currency, test: order.test,
       messageRow: null, state: serials ? 'fulfilled' : 'review', reason, serials, mail: null,
       deliveredInAnswer: true, source: 'signed POST',
-    });
+    };
+    // A new order, the common case, is one INSERT; a retry finds the order it inserted before.
+    const inserted = store.insertAnsweredOrder(record);
+    if (inserted !== null) return { orderId: inserted, outcome: serials ? 'new' : 'review', serials, reason };
+    const existing = store.findOrder(orderKey);
+    if (existing && existing.state !== 'review' && existing.serials) {
+      // The codes of the first answer, even if the product's settings changed since.
+      store.event(existing.id, null, 'replay', 'same order posted again: same serials answered');
+      return { orderId: existing.id, outcome: 'replay', serials: JSON.parse(existing.serials) as string[], reason: null };
+    }
+    // In review before (say a test order without a test key): the seller fixed it, and Avangate retried.
+    const { orderId } = store.commitOrder(record);
     return { orderId, outcome: serials ? 'new' : 'review', serials, reason };
   }
 

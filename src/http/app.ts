@@ -84,6 +84,19 @@ export function healthReport(deps: Pick<HttpDeps, 'db' | 'source'>, outboxStuckA
   };
 }
 
+/** The path of a request target; the usual origin form ("/path?query") without a URL parser (a few µs per POST). */
+function pathOf(target: string): string | null {
+  if (target.startsWith('/') && !target.startsWith('//')) {
+    const end = target.search(/[?#]/);
+    return end === -1 ? target : target.slice(0, end);
+  }
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    return null;
+  }
+}
+
 type Route = { readonly methods: readonly string[]; handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void };
 
 function send(res: http.ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -123,10 +136,8 @@ export function buildHttpApp(deps: HttpDeps, options: HttpAppOptions = {}): Http
   if (avangate) routes.set(avangate.path, { methods: [], handle: (req, res) => avangate.handle(req, res) });
 
   const server = http.createServer((req, res) => {
-    let path: string;
-    try {
-      path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    } catch {
+    const path = pathOf(req.url ?? '/');
+    if (path === null) {
       send(res, 400, 'bad request target\n');
       return;
     }

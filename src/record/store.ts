@@ -5,6 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { Db } from './db';
 import type { MessageKey } from '../types';
+import { WalSync } from './wal-sync';
 
 /** seen → parsed → fulfilled | ignored | refund | review; only the last four are final. */
 export type MessageState = 'seen' | 'parsed' | 'fulfilled' | 'ignored' | 'refund' | 'review';
@@ -97,7 +98,20 @@ export interface OrderRecord {
 /** new: first time; fulfilled-now: was in review, now fulfilled; duplicate: already fulfilled before. */
 export type CommitOutcome = 'new' | 'fulfilled-now' | 'still-review' | 'duplicate';
 
-const now = (): string => new Date().toISOString();
+let lastMs = 0;
+let lastIso = '';
+/** The time as stored (ISO 8601), made once per millisecond: a burst records many rows in the same one. */
+const now = (): string => {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+};
+
+/** The state an order is recorded in: one whose serials went back in the vendor's answer is sent already. */
+const stateOf = (order: OrderRecord): OrderState => (order.state === 'fulfilled' && order.deliveredInAnswer ? 'sent' : order.state);
 
 export class Store {
   /** Statements are compiled once: preparing on every call cost a tenth of the daemon's time. */
@@ -110,7 +124,11 @@ export class Store {
   private readonly markSentTx: (mails: readonly OutboxRow[]) => void;
   private readonly markFailedTx: (mail: OutboxRow, error: string) => void;
 
+  /** Commits whose fsync runs off the main thread: see wal-sync.ts. */
+  readonly walSync: WalSync;
+
   constructor(readonly db: Db) {
+    this.walSync = new WalSync(db);
     this.commitOrderTx = db.transaction((order: OrderRecord) => this.commitOrderNow(order));
     this.finishMessageTx = db.transaction((id: number, state: MessageState, vendor: string | null, reason: string | null) => {
       this.sql('UPDATE messages SET state = ?, vendor = ?, reason = ?, updated_at = ? WHERE id = ?').run(state, vendor, reason, now(), id);
@@ -254,6 +272,18 @@ export class Store {
     return this.commitOrderTx(order);
   }
 
+  /**
+   * A new order whose serials went back in the vendor's HTTP answer (a signed POST): its row and
+   * its event, two statements, no look-up first. Null when an order with this key is already
+   * recorded (a retry): the caller looks at it. Runs inside the caller's transaction (the group
+   * commit gives each POST a savepoint).
+   */
+  insertAnsweredOrder(order: OrderRecord): number | null {
+    const orderId = this.insertOrder(order, now());
+    if (orderId !== null) this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
+    return orderId;
+  }
+
   private commitOrderNow(order: OrderRecord): { orderId: number; outcome: CommitOutcome } {
     const at = now();
     const existing = this.findOrder(order.orderKey);
@@ -261,44 +291,53 @@ export class Store {
       this.event(existing.id, order.messageRow, 'duplicate', `already ${existing.state}`);
       return { orderId: existing.id, outcome: 'duplicate' };
     }
-    const serials = order.serials ? JSON.stringify(order.serials) : null;
-    const fulfilledAt = order.state === 'fulfilled' ? at : null;
     let orderId: number;
     if (existing) {
+      const state = stateOf(order);
       this
         .sql(
           `UPDATE orders SET product_id = ?, license_name = ?, serials = ?, state = ?, reason = ?, message_row = ?,
-           fulfilled_at = ?, updated_at = ? WHERE id = ?`,
-        )
-        .run(order.productId, order.licenseName, serials, order.state, order.reason, order.messageRow, fulfilledAt, at, existing.id);
-      orderId = existing.id;
-    } else {
-      const result = this
-        .sql(
-          `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
-           license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, updated_at,
-           sequence_series, sequence_number)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           fulfilled_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
         )
         .run(
-          order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
-          order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
-          serials, order.state, order.reason, order.messageRow, at, fulfilledAt, at,
-          order.sequence?.series ?? null, order.sequence?.number ?? null,
+          order.productId, order.licenseName, order.serials ? JSON.stringify(order.serials) : null, state, order.reason, order.messageRow,
+          order.state === 'fulfilled' ? at : null, state === 'sent' ? at : null, at, existing.id,
         );
-      orderId = Number(result.lastInsertRowid);
+      orderId = existing.id;
+    } else {
+      const inserted = this.insertOrder(order, at);
+      // The look-up above ran in this same transaction.
+      if (inserted === null) throw new Error(`order ${order.orderKey} appeared during its own transaction`);
+      orderId = inserted;
     }
     this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
-    if (order.state === 'fulfilled' && order.deliveredInAnswer) {
-      this.sql(`UPDATE orders SET state = 'sent', sent_at = ? WHERE id = ?`).run(at, orderId);
-      return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
-    }
-    if (order.state === 'fulfilled') {
+    if (order.state === 'fulfilled' && !order.deliveredInAnswer) {
       if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
       this.enqueue(order.mail, orderId, at);
-      return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
     }
+    if (order.state === 'fulfilled') return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
     return { orderId, outcome: existing ? 'still-review' : 'new' };
+  }
+
+  /** The order's row; null when one with its key exists. An order whose serials went back in an answer is sent already. */
+  private insertOrder(order: OrderRecord, at: string): number | null {
+    const state = stateOf(order);
+    const row = this
+      .sql(
+        `INSERT INTO orders (order_key, vendor, vendor_order_id, vendor_product, product_id, buyer_name, buyer_email,
+         license_name, quantity, price, currency, test, serials, state, reason, message_row, received_at, fulfilled_at, sent_at,
+         updated_at, sequence_series, sequence_number)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (order_key) DO NOTHING RETURNING id`,
+      )
+      .get(
+        order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
+        order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
+        order.serials ? JSON.stringify(order.serials) : null, state, order.reason, order.messageRow, at,
+        order.state === 'fulfilled' ? at : null, state === 'sent' ? at : null, at,
+        order.sequence?.series ?? null, order.sequence?.number ?? null,
+      ) as { id: number } | undefined;
+    return row?.id ?? null;
   }
 
   /**
