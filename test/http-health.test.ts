@@ -152,6 +152,11 @@ describe('GET /metrics', () => {
       const bad = await fetch(`${running.url}/avangate`, { method: 'POST', headers, body: `${formBody(fields)}&HASH=${'0'.repeat(32)}` });
       assert.equal(bad.status, 400);
       await bad.text();
+      // The refused POST alerts the owner; that mail goes out first, so the outbox holds only the one below.
+      for (let i = 0; i < 200 && running.app.db.prepare(`SELECT count(*) AS n FROM outbox WHERE kind = 'alert'`).pluck().get() === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await running.app.outbox.kick();
       queueMail(running, 1, 'waiting');
 
       const { samples } = await scrape(running);

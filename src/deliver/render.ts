@@ -3,11 +3,13 @@
  * MIME messages. The message is built once, before it is recorded, so a resend after a crash
  * repeats exactly the same bytes and Message-ID.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
 import { ConfigError } from '../errors';
 import { sha256 } from '../hash';
+import { buildMime } from './mime';
 
 export interface BuyerMailData {
   readonly buyer: { readonly name: string; readonly email: string };
@@ -104,9 +106,11 @@ export interface MailParts {
   readonly headers?: Record<string, string>;
 }
 
-/** nodemailer's composer, loaded on first use (see preloadMailParser for why). */
-function mailComposer(): typeof import('nodemailer/lib/mail-composer').default {
-  return (require('nodemailer/lib/mail-composer') as typeof import('nodemailer/lib/mail-composer')).default;
+type MailComposerClass = typeof import('nodemailer/lib/mail-composer').default;
+let composerClass: MailComposerClass | null = null;
+/** nodemailer's composer, loaded on first use (see preloadMailParser for why) and kept: a require() resolves its path again on every call. */
+function mailComposer(): MailComposerClass {
+  return (composerClass ??= (require('nodemailer/lib/mail-composer') as typeof import('nodemailer/lib/mail-composer')).default);
 }
 
 export function preloadMailComposer(): void {
@@ -123,8 +127,10 @@ export async function composeMail(parts: MailParts): Promise<Buffer> {
     messageId: parts.messageId,
     date: parts.date,
     headers: { 'X-Mailer': 'keymailer', ...parts.headers },
+    // Random as nodemailer's own, from node's buffered UUIDs: nodemailer draws 8 random bytes per part otherwise.
+    baseBoundary: randomUUID().replace(/-/g, ''),
   });
-  return composer.compile().build();
+  return buildMime(composer.compile());
 }
 
 /** `<hash.km@seller-domain>`: the same identity always gives the same Message-ID, so a repeat is recognisable. */

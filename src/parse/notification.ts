@@ -70,8 +70,9 @@ function longestBlankRun(raw: Buffer): number {
  * daemon that starts on an empty mailbox is ready without it. preloadMailParser() loads it once
  * the daemon is ready, so the first notification does not wait for it either.
  */
+let loaded: typeof import('mailparser') | null = null;
 function mailparser(): typeof import('mailparser') {
-  return require('mailparser') as typeof import('mailparser');
+  return (loaded ??= require('mailparser') as typeof import('mailparser'));
 }
 
 export function preloadMailParser(): void {
