@@ -111,7 +111,7 @@ async function main(): Promise<number> {
   const q = args.quick;
   await run('time-to-buyer', '1. Time to the buyer', () => timeToBuyer({ count: q ? 3 : 100, gapMs: 1000 }));
   await run('backlog', '2. Backlog and 4. Memory', () => backlog({ count: q ? 100 : 2000, profile: args.profile }));
-  await run('signed-posts', '3. Signed POSTs', () => signedPosts({ seconds: q ? 1 : 10, warmupSeconds: q ? 0 : 2, profile: args.profile }));
+  await run('signed-posts', '3. Signed POSTs', () => signedPosts({ seconds: q ? 1 : 10, rounds: q ? 1 : 2, warmupSeconds: q ? 0 : 2, profile: args.profile }));
   await run('startup', '5. Start-up', async () => startup({ runs: q ? 3 : 7, httpPort: await freePort() }));
   await run('micro', '6. Serial generation and template rendering', () => micro({ perRound: q ? 300 : 5000 }));
 

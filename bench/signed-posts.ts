@@ -157,6 +157,34 @@ function machineCpu(): { busy: number; cores: number } {
   return { busy: (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
 }
 
+interface Measured {
+  readonly result: WrkResult;
+  readonly cpu: CpuSpent;
+}
+
+/** Several runs against one server as one: requests and CPU summed, p50 the mean of the runs', p99 the worst run's. */
+function combineRounds(rounds: readonly Measured[]): { result: WrkResult; cpu: CpuSpent } {
+  const first = rounds[0];
+  if (first === undefined) throw new Error('no measured round');
+  const sum = (pick: (m: Measured) => number): number => rounds.reduce((n, m) => n + pick(m), 0);
+  const requests = sum((m) => m.result.requests);
+  const seconds = sum((m) => m.result.seconds);
+  const errors = rounds.map((m) => m.result.socketErrors).filter((e): e is string => e !== null);
+  return {
+    result: {
+      requests,
+      seconds,
+      rps: requests / seconds,
+      p50: sum((m) => m.result.p50) / rounds.length,
+      p99: Math.max(...rounds.map((m) => m.result.p99)),
+      non2xx: sum((m) => m.result.non2xx),
+      socketErrors: errors.length > 0 ? errors.join('; ') : null,
+      raw: rounds.map((m) => m.result.raw).join('\n'),
+    },
+    cpu: { server: sum((m) => m.cpu.server), wrk: sum((m) => m.cpu.wrk), machine: sum((m) => m.cpu.machine), wall: sum((m) => m.cpu.wall), cores: first.cpu.cores },
+  };
+}
+
 /** Runs wrk against the server with process id `serverPid`, and counts the CPU each side spent. */
 async function measuredWrk(serverPid: number, url: string, seconds: number, script: string, orders: string): Promise<{ result: WrkResult; cpu: CpuSpent }> {
   const server0 = processCpu(serverPid);
@@ -416,7 +444,10 @@ function signedPostNotes(
 }
 
 export interface SignedPostsOptions {
+  /** of each measured wrk run */
   readonly seconds: number;
+  /** measured runs of each server, alternating */
+  readonly rounds: number;
   readonly warmupSeconds: number;
   /** when keymailer misses the target, load it once more under node --cpu-prof and summarise */
   readonly profile: boolean;
@@ -426,11 +457,12 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
   if (!wrkAvailable()) throw new Error('wrk is not installed: apt-get install -y wrk');
   const httpPort = await freePort();
   const world = await startWorld({ httpPort });
-  const ordersFile = path.join(world.dir, 'orders.txt');
   const warmFile = path.join(world.dir, 'warm-orders.txt');
   const script = path.join(world.dir, 'avangate.lua');
   const pool = Math.ceil(ORDERS_PER_SECOND * options.seconds);
-  writeOrders(ordersFile, 100_000_000, pool);
+  // Each round its own orders (REFNO 100,000,000 + 10,000,000 × round): keymailer records new orders in every round, never replays.
+  const ordersFiles = Array.from({ length: options.rounds }, (_, round) => path.join(world.dir, `orders-${round}.txt`));
+  ordersFiles.forEach((file, round) => writeOrders(file, 100_000_000 + 10_000_000 * round, pool));
   writeOrders(warmFile, 200_000_000, Math.max(1, Math.ceil(ORDERS_PER_SECOND * options.warmupSeconds)));
   writeScript(script);
 
@@ -448,6 +480,8 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
   let commitUs = { full: Number.NaN, normal: Number.NaN };
   let bareCpu: CpuSpent | null = null;
   let kmCpu: CpuSpent | null = null;
+  const bareRounds: Measured[] = [];
+  const kmRounds: Measured[] = [];
   const bareServer = await startBare(barePort);
   const daemon = startBenchDaemon({ config: world.config, env: world.env, logFile: path.join(world.dir, 'daemon.log') });
   try {
@@ -462,11 +496,23 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
     } else {
       kmMissing = `nothing listens on the configured http port ${httpPort} once the daemon is ready: the daemon does not start its HTTP listener (src/http/app.ts buildHttpApp is not called from src/main.ts or src/cli.ts)`;
     }
-    if (options.warmupSeconds > 0) await wrk(bareUrl, options.warmupSeconds, script, warmFile);
-    ({ result: bare, cpu: bareCpu } = await measuredWrk(bareServer.pid ?? 0, bareUrl, options.seconds, script, ordersFile));
+    if (options.warmupSeconds > 0) {
+      await wrk(bareUrl, options.warmupSeconds, script, warmFile);
+      if (kmMissing === null) await wrk(kmUrl, options.warmupSeconds, script, warmFile);
+    }
+    // Rounds alternate (bare, keymailer, then keymailer, bare, …): a slow spell of this noisy machine
+    // lands on both sides instead of deciding the ratio.
+    for (let round = 0; round < options.rounds; round++) {
+      const sides = round % 2 === 0 ? (['bare', 'km'] as const) : (['km', 'bare'] as const);
+      for (const side of sides) {
+        const file = ordersFiles[round] ?? '';
+        if (side === 'bare') bareRounds.push(await measuredWrk(bareServer.pid ?? 0, bareUrl, options.seconds, script, file));
+        else if (kmMissing === null) kmRounds.push(await measuredWrk(daemon.child.pid ?? 0, kmUrl, options.seconds, script, file));
+      }
+    }
+    ({ result: bare, cpu: bareCpu } = combineRounds(bareRounds));
     if (kmMissing === null) {
-      if (options.warmupSeconds > 0) await wrk(kmUrl, options.warmupSeconds, script, warmFile);
-      ({ result: km, cpu: kmCpu } = await measuredWrk(daemon.child.pid ?? 0, kmUrl, options.seconds, script, ordersFile));
+      ({ result: km, cpu: kmCpu } = combineRounds(kmRounds));
       const db = new Database(path.join(world.dir, 'data', 'keymailer.db'), { readonly: true });
       try {
         recorded = (db.prepare(`SELECT count(*) AS n FROM orders WHERE vendor = 'avangate' AND vendor_order_id LIKE '1%'`).get() as { n: number }).n;
@@ -534,30 +580,35 @@ export async function signedPosts(options: SignedPostsOptions): Promise<SectionR
           : []),
       ]
     : [];
-  const describe = (label: string, r: WrkResult): string =>
+  const describe = (label: string, r: WrkResult, each: readonly Measured[]): string =>
     `${label}: ${fmt(r.requests)} requests in ${fmt(r.seconds, 2)} s, ${fmt(r.non2xx)} not 2xx${r.socketErrors ? `, ${r.socketErrors}` : ''}` +
-    (r.requests > pool ? ` (more requests than the ${fmt(pool)} precomputed orders: the rest were replays)` : '');
+    (each.length > 1 ? ` (rounds, in the order run: ${each.map((m) => `${fmt(m.result.rps, 0)} req/s, p99 ${fmt(m.result.p99, 2)} ms`).join('; ')})` : '') +
+    (each.some((m) => m.result.requests > pool) ? ` (more requests than the ${fmt(pool)} precomputed orders of a round: the rest were replays)` : '');
   const checks: Record<string, boolean> = {};
   if (bare) checks['every request to the bare server answered 200'] = bare.non2xx === 0 && bare.socketErrors === null;
   if (km) {
     checks['every request to keymailer answered 200'] = km.non2xx === 0 && km.socketErrors === null;
     checks['keymailer and the bare server answer the same order with the same status, Content-Type and XML'] = sameAnswer === true;
     // wrk counts answered requests; up to one per connection may have been processed unanswered at the stop
-    checks['keymailer recorded each answered order once'] = recorded >= Math.min(km.requests, pool) && recorded <= Math.min(km.requests + CONNECTIONS, pool);
+    const answered = kmRounds.reduce((n, r) => n + Math.min(r.result.requests, pool), 0);
+    const inFlight = kmRounds.reduce((n, r) => n + Math.min(r.result.requests + CONNECTIONS, pool), 0);
+    checks['keymailer recorded each answered order once'] = recorded >= answered && recorded <= inFlight;
   }
   checks['the daemon stopped cleanly (exit 0 on SIGTERM)'] = code === 0;
   return {
     id: 'signed-posts',
     title: '3. Signed POSTs',
     method:
-      `wrk -t${THREADS} -c${CONNECTIONS} -d${options.seconds}s --latency (${options.warmupSeconds > 0 ? `after a ${options.warmupSeconds} s warm-up of other orders, ` : ''}` +
+      `wrk -t${THREADS} -c${CONNECTIONS} -d${options.seconds}s --latency, ${options.rounds} run${options.rounds > 1 ? 's' : ''} against each server ` +
+      `${options.rounds > 1 ? '(alternating: bare, keymailer, keymailer, bare, …; requests and CPU summed over the runs, p50 the mean of the runs\', p99 the worst run\'s) ' : ''}` +
+      `(${options.warmupSeconds > 0 ? `after a ${options.warmupSeconds} s warm-up of each with other orders, ` : ''}` +
       'each request a different Avangate order with a valid HASH, PCODE WIDGET-PRO) against the daemon\'s listener ' +
       '(the daemon fully running: IMAP IDLE, SQLite, logging at info) and against bench/bare-avangate.ts (node:http, the ' +
       'project\'s parsePostedFields + verifyHash, AES serial, basicXml; nothing else), on the same machine as wrk.',
     rows,
     details: [
-      ...(bare ? [describe('bare', bare)] : []),
-      ...(km ? [describe('keymailer', km), `orders keymailer recorded from the measured run: ${fmt(recorded)}`] : [`keymailer: not available: ${kmMissing ?? ''}`]),
+      ...(bare ? [describe('bare', bare, bareRounds)] : []),
+      ...(km ? [describe('keymailer', km, kmRounds), `orders keymailer recorded from the measured runs: ${fmt(recorded)}`] : [`keymailer: not available: ${kmMissing ?? ''}`]),
       `the answer both give for one order: \`${sample.replace(/`/g, "'")}\``,
       ...[
         { label: 'bare', cpu: bareCpu, run: bare },

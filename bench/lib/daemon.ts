@@ -54,7 +54,11 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
   if (child.pid === undefined) throw new Error('could not start the keymailer daemon');
   const pid = child.pid;
   let readyAt: number | null = null;
-  let tail = '';
+  // The last chunks, at least TAIL_BYTES of them, joined only when asked: copying the tail on every
+  // chunk cost this process more CPU than the daemon's logging under a signed-POST load.
+  const tailChunks: string[] = [];
+  let tailLength = 0;
+  const tail = (): string => tailChunks.join('').slice(-TAIL_BYTES);
   let partial = '';
   const lineWaiters = new Set<(line: string, at: number) => void>();
   const seenLines: { line: string; at: number }[] = [];
@@ -64,7 +68,9 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
     const at = performance.now();
     log.write(chunk);
     const text = chunk.toString('utf8');
-    tail = (tail + text).slice(-TAIL_BYTES);
+    tailChunks.push(text);
+    tailLength += text.length;
+    while (tailChunks.length > 1 && tailLength - (tailChunks[0]?.length ?? 0) >= TAIL_BYTES) tailLength -= tailChunks.shift()?.length ?? 0;
     const lines = (partial + text).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
@@ -97,7 +103,7 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
     spawnedAt,
     readyAt: () => readyAt,
     exited,
-    tail: () => tail,
+    tail,
     ready(timeoutMs = 15_000) {
       return new Promise<number>((resolve, reject) => {
         const check = (): void => {
@@ -106,12 +112,12 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
             resolve(readyAt);
           } else if (child.exitCode !== null || child.signalCode !== null) {
             done();
-            reject(new Error(`keymailer exited (${String(child.exitCode ?? child.signalCode)}) before it was ready:\n${tail.slice(-4000)}`));
+            reject(new Error(`keymailer exited (${String(child.exitCode ?? child.signalCode)}) before it was ready:\n${tail().slice(-4000)}`));
           }
         };
         const timer = setTimeout(() => {
           done();
-          reject(new Error(`keymailer was not ready within ${timeoutMs} ms:\n${tail.slice(-4000)}`));
+          reject(new Error(`keymailer was not ready within ${timeoutMs} ms:\n${tail().slice(-4000)}`));
         }, timeoutMs);
         const done = (): void => {
           clearTimeout(timer);
@@ -133,7 +139,7 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
         };
         const timer = setTimeout(() => {
           lineWaiters.delete(waiter);
-          reject(new Error(`keymailer never printed ${String(pattern)} within ${timeoutMs} ms:\n${tail.slice(-4000)}`));
+          reject(new Error(`keymailer never printed ${String(pattern)} within ${timeoutMs} ms:\n${tail().slice(-4000)}`));
         }, timeoutMs);
         lineWaiters.add(waiter);
       });
