@@ -1,11 +1,16 @@
 // pm2 process file: `pm2 start ecosystem.config.js`. One instance in fork mode: IMAP and SQLite
 // want a single consumer.
+const { config } = require('./package.json');
+
 module.exports = {
   apps: [
     {
       name: 'keymailer',
       script: 'dist/src/cli.js',
       args: 'run',
+      // The heap settings every way of starting keymailer uses (package.json config.nodeFlags):
+      // young generation and old-space growth kept small, so the daemon stays near its working set.
+      node_args: config.nodeFlags.split(' '),
       cwd: __dirname,
       exec_mode: 'fork',
       instances: 1,

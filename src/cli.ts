@@ -1,7 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2 --heap-growing-percent=25
 /**
  * The `keymailer` command. Exit codes: 0 done; 1 failed while running; 2 bad arguments;
  * 3 bad or missing configuration.
+ *
+ * The first line starts node with package.json's config.nodeFlags (a small young generation, slow
+ * old-space growth: the daemon's memory stays near its working set), as `npm start` and the pm2
+ * file do; test/node-flags.test.ts keeps the three the same.
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
-import { PROJECT_ROOT, referenceSerial, tempDir } from './support/cli';
+import { PROJECT_ROOT, nodeFlags, referenceSerial, tempDir } from './support/cli';
 import { appendMessage, listMailbox, startDovecot } from './support/dovecot';
 import { TEST_KEY, kagiSale, writeImapConfig } from './support/imap-config';
 import { startSmtpSink } from './support/smtp-sink';
@@ -28,17 +28,18 @@ test('pm2 start, reload and stop: each order mailed once, and the daemon reports
     TEST_IMAP_PASSWORD: dovecot.pass,
   };
   const pm2 = (...args: string[]): Promise<{ stdout: string }> => run(PM2, args, { cwd: PROJECT_ROOT, env, timeout: 60_000 });
-  const status = async (): Promise<{ status: string; pid: number; restarts: number }> => {
+  const status = async (): Promise<{ status: string; pid: number; restarts: number; nodeArgs: string[] }> => {
     const { stdout } = await pm2('jlist');
-    const list = JSON.parse(stdout) as { name: string; pid: number; pm2_env: { status: string; restart_time: number } }[];
+    const list = JSON.parse(stdout) as { name: string; pid: number; pm2_env: { status: string; restart_time: number; node_args?: string[] } }[];
     const app = list.find((a) => a.name === 'keymailer');
-    return { status: app?.pm2_env.status ?? 'missing', pid: app?.pid ?? 0, restarts: app?.pm2_env.restart_time ?? 0 };
+    return { status: app?.pm2_env.status ?? 'missing', pid: app?.pid ?? 0, restarts: app?.pm2_env.restart_time ?? 0, nodeArgs: app?.pm2_env.node_args ?? [] };
   };
   try {
     // wait_ready: `pm2 start` returns once the daemon sent 'ready' (IMAP in IDLE).
     await pm2('start', 'ecosystem.config.js');
     const first = await status();
     assert.equal(first.status, 'online');
+    assert.deepEqual(first.nodeArgs, nodeFlags(), 'pm2 starts node with keymailer\'s heap settings');
 
     await appendMessage(dovecot, 'INBOX', kagiSale(41, 'Before Reload', 'before.reload@example.org'));
     const one = await sink.waitFor((m) => m.to.includes('before.reload@example.org'), 15_000);

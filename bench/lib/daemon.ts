@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { CLI } from '../../test/support/cli';
+import { CLI, nodeFlags } from '../../test/support/cli';
 
 export interface BenchDaemon {
   readonly child: ChildProcess;
@@ -47,7 +47,8 @@ export function startBenchDaemon(options: BenchDaemonOptions): BenchDaemon {
   // The test runner's marker would make a child that loads node:test report to it.
   delete env['NODE_TEST_CONTEXT'];
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...(options.execArgv ?? []), CLI, '--config', options.config, ...(options.args ?? [])], {
+  // The node flags keymailer ships with (npm start, pm2 and the bin pass them), then the bench's own.
+  const child = spawn(process.execPath, [...nodeFlags(), ...(options.execArgv ?? []), CLI, '--config', options.config, ...(options.args ?? [])], {
     env,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });

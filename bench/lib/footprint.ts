@@ -1,6 +1,7 @@
 /** What loading the daemon costs before it does anything: bench/footprint-child.ts in a fresh process. */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { nodeFlags } from '../../test/support/cli';
 import { MB } from './daemon';
 import { fmt } from './stats';
 
@@ -19,7 +20,8 @@ export function measureFootprint(): Promise<Footprint> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env['NODE_TEST_CONTEXT'];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, '..', 'footprint-child.js')], { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    // With the node flags the daemon runs with, so the floor is the daemon's floor.
+    const child = spawn(process.execPath, [...nodeFlags(), path.join(__dirname, '..', 'footprint-child.js')], { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     child.once('message', (message) => resolve(message as Footprint));
     child.once('error', reject);
     child.once('exit', (code) => {

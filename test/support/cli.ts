@@ -10,6 +10,12 @@ export const CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
 export const EXAMPLES = path.join(PROJECT_ROOT, 'examples');
 export const FIXTURES = path.join(PROJECT_ROOT, 'test', 'fixtures');
 
+/** The node flags every way of starting keymailer passes (package.json config.nodeFlags). */
+export function nodeFlags(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { config?: { nodeFlags?: string } };
+  return (pkg.config?.nodeFlags ?? '').split(' ').filter((flag) => flag !== '');
+}
+
 export interface CliResult {
   readonly code: number | null;
   readonly stdout: string;
