@@ -26,6 +26,9 @@ export interface OutboxOptions {
   readonly alert?: RaiseAlert;
 }
 
+/** How soon the records of sent mail follow their commit onto the disk: see OutboxSender.markSent. */
+const MARK_SYNC_MS = 20;
+
 export class OutboxSender {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -36,6 +39,8 @@ export class OutboxSender {
   });
 
   private readonly envelopeFrom: string;
+  /** The fsync that follows sent-marks, pending: see markSent. */
+  private markSync: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: OutboxOptions) {
     this.envelopeFrom = /<([^>]+)>/.exec(options.from)?.[1] ?? options.from;
@@ -70,7 +75,7 @@ export class OutboxSender {
   private async sendOne(mail: OutboxRow): Promise<boolean> {
     const { store, mailer, log } = this.options;
     try {
-      await mailer.send({ from: this.envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`);
+      await mailer.send({ from: this.envelopeFrom, to: mail.recipient }, mail.raw, `${mail.kind}-${mail.id}`, mail.message_id);
     } catch (thrown) {
       const err = coerceError(thrown);
       const age = Date.now() - Date.parse(mail.created_at);
@@ -94,17 +99,25 @@ export class OutboxSender {
   }
 
   /**
-   * Records an accepted mail as sent, at once: a crash between the server's acceptance and this
-   * commit is the one way a buyer gets a second copy (same Message-ID). The commit reaches the
-   * operating system now; its fsync runs off the main thread, shared with the commits around it
-   * (record/wal-sync.ts), so a backlog does not wait for one per mail.
+   * Records an accepted mail as sent, at once: a crash of keymailer between the server's acceptance
+   * and this commit is the one way a buyer gets a second copy (same Message-ID). The commit
+   * reaches the operating system now; its fsync follows within MARK_SYNC_MS, one for all the marks
+   * of that stretch (record/wal-sync.ts), so a backlog does not pay one per mail. A power cut in
+   * that stretch can mean a second copy too.
    */
   private markSent(mail: OutboxRow): void {
     const { store, log, mailer } = this.options;
     store.walSync.commitLater(() => store.markSent([mail]));
     log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
-    store.walSync.durable().catch((err: unknown) => {
-      log.error('could not make the record of a sent mail durable', { outbox: mail.id, reason: coerceError(err).message });
+    this.markSync ??= setTimeout(() => {
+      this.markSync = null;
+      void this.syncMarks();
+    }, MARK_SYNC_MS);
+  }
+
+  private syncMarks(): Promise<void> {
+    return this.options.store.walSync.durable().catch((err: unknown) => {
+      this.options.log.error('could not make the records of sent mail durable', { reason: coerceError(err).message });
     });
   }
 
@@ -125,8 +138,8 @@ export class OutboxSender {
     if (this.timer) clearTimeout(this.timer);
     await this.runner.settle();
     // The last sent-marks on the disk before the database closes.
-    await this.options.store.walSync.durable().catch((err: unknown) => {
-      this.options.log.error('could not make the records of sent mail durable', { reason: coerceError(err).message });
-    });
+    if (this.markSync) clearTimeout(this.markSync);
+    this.markSync = null;
+    await this.syncMarks();
   }
 }

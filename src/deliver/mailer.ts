@@ -16,8 +16,12 @@ export interface Mailer {
   readonly description: string;
   /** How many mails it usefully sends at once (the SMTP pool's connections). */
   readonly concurrency: number;
-  /** Resolves once the mail is accepted; throws TemporaryError (retry) or PermanentError (never). */
-  send(envelope: Envelope, raw: Buffer, name: string): Promise<void>;
+  /**
+   * Resolves once the mail is accepted; throws TemporaryError (retry) or PermanentError (never).
+   * `messageId` is the one inside `raw`; given, nodemailer does not make up one of its own for its
+   * logs (five random draws per mail).
+   */
+  send(envelope: Envelope, raw: Buffer, name: string, messageId?: string): Promise<void>;
   /** Logs in without sending, for `keymailer check`. */
   verify(): Promise<void>;
   close(): void;
@@ -43,9 +47,9 @@ export function smtpMailer(settings: SmtpSettings): Mailer {
   return {
     description: `SMTP ${settings.host}:${settings.port}`,
     concurrency: SMTP_CONNECTIONS,
-    async send(envelope, raw) {
+    async send(envelope, raw, _name, messageId) {
       try {
-        await transport().sendMail({ envelope: { from: envelope.from, to: [envelope.to] }, raw });
+        await transport().sendMail({ envelope: { from: envelope.from, to: [envelope.to] }, raw, ...(messageId ? { messageId } : {}) });
       } catch (thrown) {
         throw classifySmtpError(thrown);
       }
