@@ -26,7 +26,10 @@ export interface OutboxOptions {
   readonly alert?: RaiseAlert;
 }
 
-/** How soon the records of sent mail follow their commit onto the disk: see OutboxSender.markSent. */
+/** See OutboxSender.markSent. */
+const MARK_WINDOW_MS = 20;
+const MARK_BATCH = 25;
+/** How soon the records of sent mail follow their commit onto the disk. */
 const MARK_SYNC_MS = 20;
 
 export class OutboxSender {
@@ -39,6 +42,9 @@ export class OutboxSender {
   });
 
   private readonly envelopeFrom: string;
+  /** Accepted by the server, not yet recorded as sent: see markSent. */
+  private marks: OutboxRow[] = [];
+  private markTimer: NodeJS.Timeout | null = null;
   /** The fsync that follows sent-marks, pending: see markSent. */
   private markSync: NodeJS.Timeout | null = null;
 
@@ -66,6 +72,7 @@ export class OutboxSender {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, mailer.concurrency) }, lane));
+      this.commitMarks();
       // The server is likely down for the rest of the batch too; the timer brings us back.
       if (serverDown) return;
     }
@@ -99,16 +106,37 @@ export class OutboxSender {
   }
 
   /**
-   * Records an accepted mail as sent, at once: a crash of keymailer between the server's acceptance
-   * and this commit is the one way a buyer gets a second copy (same Message-ID). The commit
-   * reaches the operating system now; its fsync follows within MARK_SYNC_MS, one for all the marks
-   * of that stretch (record/wal-sync.ts), so a backlog does not pay one per mail. A power cut in
-   * that stretch can mean a second copy too.
+   * Records an accepted mail as sent. While more mail of the same pass is going out, marks gather
+   * for at most MARK_WINDOW_MS or MARK_BATCH mails and commit together (a commit writes whole pages
+   * to the WAL: one per mail would write a backlog's worth several times over); the last mail of a
+   * pass, such as the single mail of a single sale, commits at once. The commit reaches the
+   * operating system at once and the disk within MARK_SYNC_MS, one fsync for the stretch
+   * (record/wal-sync.ts). A crash between the server's acceptance and that commit, or a power cut
+   * before that fsync, is the one way a buyer gets a second copy (same Message-ID).
    */
   private markSent(mail: OutboxRow): void {
+    this.marks.push(mail);
+    if (this.marks.length >= MARK_BATCH) this.commitMarks();
+    else this.markTimer ??= setTimeout(() => this.commitMarksOrLog(), MARK_WINDOW_MS);
+  }
+
+  private commitMarksOrLog(): void {
+    try {
+      this.commitMarks();
+    } catch (err) {
+      this.options.log.error('could not record sent mail; it will be sent again', { reason: coerceError(err).message });
+    }
+  }
+
+  private commitMarks(): void {
+    if (this.markTimer) clearTimeout(this.markTimer);
+    this.markTimer = null;
+    const marks = this.marks;
+    this.marks = [];
+    if (marks.length === 0) return;
     const { store, log, mailer } = this.options;
-    store.walSync.commitLater(() => store.markSent([mail]));
-    log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
+    store.walSync.commitLater(() => store.markSent(marks));
+    for (const mail of marks) log.info(`${mail.kind} mail sent`, { to: mail.recipient, outbox: mail.id, via: mailer.description });
     this.markSync ??= setTimeout(() => {
       this.markSync = null;
       void this.syncMarks();
@@ -137,6 +165,7 @@ export class OutboxSender {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.runner.settle();
+    this.commitMarksOrLog();
     // The last sent-marks on the disk before the database closes.
     if (this.markSync) clearTimeout(this.markSync);
     this.markSync = null;
