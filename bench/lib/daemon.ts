@@ -181,11 +181,46 @@ export function resetPeak(pid: number): boolean {
   }
 }
 
+/** Where a process's resident memory lies, from /proc/<pid>/smaps, in bytes. */
+export interface RssBreakdown {
+  /** pages of the node executable itself: its code, V8's built-ins and the ICU data compiled into it */
+  readonly nodeBinary: number;
+  /** anonymous mappings: V8's heap (heapTotal of it), thread stacks, allocations malloc maps directly */
+  readonly anonymous: number;
+  /** malloc's main heap ([heap]): SQLite's page cache, buffers, native allocations of node and addons */
+  readonly mallocHeap: number;
+  /** every other file mapped: shared libraries, better-sqlite3's addon, the database's -shm */
+  readonly otherFiles: number;
+}
+
+export function rssBreakdown(pid: number): RssBreakdown | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return null;
+  }
+  const sums = { nodeBinary: 0, anonymous: 0, mallocHeap: 0, otherFiles: 0 };
+  let into: keyof typeof sums = 'anonymous';
+  for (const line of text.split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const name = mapping[1] ?? '';
+      into = name === '' || name.startsWith('[anon') || name === '[stack]' ? 'anonymous' : name === '[heap]' ? 'mallocHeap' : name === process.execPath ? 'nodeBinary' : 'otherFiles';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) sums[into] += Number(rss[1]) * 1024;
+  }
+  return sums;
+}
+
 /** Samples VmRSS every intervalMs; max() is the highest sample, a cross-check of VmHWM. */
 export class RssSampler {
   private timer: NodeJS.Timeout | null = null;
   private highest = 0;
   private count = 0;
+  private atHighest: RssBreakdown | null = null;
 
   constructor(
     private readonly pid: number,
@@ -202,15 +237,17 @@ export class RssSampler {
     const m = memoryOf(this.pid);
     if (m === null) return;
     this.count++;
+    // smaps is read again only when the peak grew by a megabyte: reading it costs a few ms.
+    if (m.rss > this.highest + MB || (m.rss > this.highest && this.atHighest === null)) this.atHighest = rssBreakdown(this.pid) ?? this.atHighest;
     if (m.rss > this.highest) this.highest = m.rss;
   }
 
-  /** Stops sampling; returns the highest RSS seen and how many samples were taken. */
-  stop(): { highest: number; samples: number } {
+  /** Stops sampling; returns the highest RSS seen, how many samples were taken, and where the memory lay near the highest. */
+  stop(): { highest: number; samples: number; breakdown: RssBreakdown | null } {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.sample();
-    return { highest: this.highest, samples: this.count };
+    return { highest: this.highest, samples: this.count, breakdown: this.atHighest };
   }
 }
 
