@@ -18,7 +18,7 @@ import type DailyRotateFile from 'winston-daily-rotate-file';
 /** winston's (triple-beam's) key for the formatted message, which DailyRotateFile.log() writes. */
 const MESSAGE = Symbol.for('message');
 
-/** Lines gathered during one turn of the event loop, written together at its end. */
+/** Lines gathered during one turn of the event loop, written together at its end (joined, without a final line break). */
 class LineBatch {
   private lines: string[] = [];
   private scheduled = false;
@@ -36,7 +36,7 @@ class LineBatch {
   readonly flush = (): void => {
     this.scheduled = false;
     if (this.lines.length === 0) return;
-    const text = `${this.lines.join('\n')}\n`;
+    const text = this.lines.join('\n');
     this.lines = [];
     this.write(text);
   };
@@ -57,7 +57,7 @@ function flushOnExit(batch: LineBatch): void {
 }
 
 /** `2026-12-01T17:40:12.345Z … level message key=value …`: one line a seller can read in `pm2 logs`. */
-export function humanLine(info: Record<string, unknown>): string {
+function humanLine(info: Record<string, unknown>): string {
   let line = `${String(info['timestamp'])} ${String(info['level']).padEnd(5)} ${String(info['message'])}`;
   for (const key of Object.keys(info)) {
     if (key === 'level' || key === 'message' || key === 'timestamp') continue;
@@ -68,12 +68,12 @@ export function humanLine(info: Record<string, unknown>): string {
 }
 
 /** The entry as one JSON object (string keys only: winston's own symbols stay out). */
-export function jsonLine(info: Record<string, unknown>): string {
+function jsonLine(info: Record<string, unknown>): string {
   try {
     return JSON.stringify(info);
   } catch {
     // A BigInt or a cycle in some field: logform's JSON format (safe-stable-stringify) copes with both.
-    const formatted = winston.format.json().transform({ ...info, level: String(info['level']), message: info['message'] }) as unknown as Record<symbol, unknown>;
+    const formatted = winston.format.json().transform({ ...info } as winston.Logform.TransformableInfo) as unknown as Record<symbol, unknown>;
     return String(formatted[MESSAGE]);
   }
 }
@@ -103,11 +103,11 @@ export class LineTransport extends TransportStream {
     super();
     this.file = options.file;
     const stream = options.console;
-    this.consoleLines = stream ? new LineBatch((text) => stream.write(text)) : null;
+    this.consoleLines = stream ? new LineBatch((text) => stream.write(`${text}\n`)) : null;
     if (this.consoleLines) flushOnExit(this.consoleLines);
     const file = options.file;
     // DailyRotateFile.log() writes info[MESSAGE] plus a newline, and checks for rotation, once per batch.
-    this.fileLines = file ? new LineBatch((text) => file.log?.({ [MESSAGE]: text.slice(0, -1) }, () => undefined)) : null;
+    this.fileLines = file ? new LineBatch((text) => file.log?.({ [MESSAGE]: text }, () => undefined)) : null;
   }
 
   override log(info: Record<string, unknown>, next: () => void): void {

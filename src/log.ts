@@ -9,6 +9,7 @@ import path from 'node:path';
 import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import { z } from 'zod';
+import { isoNow } from './clock';
 import { LineTransport } from './log-lines';
 
 export type Logger = winston.Logger;
@@ -128,18 +129,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       ...(options.transports ?? []),
     ],
   });
-}
-
-let lastMs = 0;
-let lastIso = '';
-/** The current time as ISO 8601, made once per millisecond: a burst logs many lines in the same one. */
-function isoNow(): string {
-  const ms = Date.now();
-  if (ms !== lastMs) {
-    lastMs = ms;
-    lastIso = new Date(ms).toISOString();
-  }
-  return lastIso;
 }
 
 /** The rotated log file a logger writes, or null. */

@@ -157,10 +157,13 @@ export class Pipeline {
       } else prepared.push(p);
     }
     const commits = prepared.filter((p): p is ToCommit => p.kind === 'commit');
-    const { walSync } = this.options.store;
-    const results = commits.length > 0 ? walSync.commitLater(() => this.commitMessages(commits)) : [];
-    // Nothing is reported, sent or moved out of the mailbox before the batch is on the disk.
-    if (commits.length > 0) await walSync.durable();
+    let results: CommitResult[] = [];
+    if (commits.length > 0) {
+      const { walSync } = this.options.store;
+      results = walSync.commitLater(() => this.commitMessages(commits));
+      // Nothing is reported, sent or moved out of the mailbox before the batch is on the disk.
+      await walSync.durable();
+    }
     const outcomes: MessageOutcome[] = [];
     let failure: unknown = null;
     let next = 0;

@@ -45,6 +45,13 @@ function database(): Db {
   db.exec('CREATE TABLE t (n INTEGER)');
   return db;
 }
+/** A group commit on a fresh database with table t. */
+function groupCommit(): { db: Db; walSync: WalSync; group: GroupCommit } {
+  const db = database();
+  const walSync = new WalSync(db);
+  return { db, walSync, group: new GroupCommit(db, walSync) };
+}
+const rowsIn = (db: Db): number => (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
 const synchronous = (db: Db): number => db.pragma('synchronous', { simple: true }) as number;
 const FULL = 2;
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -102,15 +109,13 @@ test('callers that ask while a sync runs share the next one: two syncs for any n
 });
 
 test('a group commit answers its callers only once the WAL file is synced', async () => {
-  const db = database();
-  const walSync = new WalSync(db);
-  const group = new GroupCommit(db, walSync);
+  const { db, walSync, group } = groupCommit();
   watchSyncs({ hold: true });
   const answered: number[] = [];
   const runs = [1, 2, 3].map((n) => group.run(() => db.prepare('INSERT INTO t VALUES (?)').run(n)).then(() => answered.push(n)));
   for (let i = 0; i < 5; i++) await tick();
   const reader = new Database(db.name, { readonly: true });
-  assert.equal((reader.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n, 3, 'committed (one transaction)');
+  assert.equal(rowsIn(reader), 3, 'committed (one transaction)');
   reader.close();
   assert.deepEqual(answered, [], 'but nobody answered before the sync');
   assert.equal(calls.length, 1);
@@ -122,29 +127,25 @@ test('a group commit answers its callers only once the WAL file is synced', asyn
 });
 
 test('work queued while a batch waits for its sync commits as the next batch, together', async () => {
-  const db = database();
-  const walSync = new WalSync(db);
-  const group = new GroupCommit(db, walSync);
+  const { db, walSync, group } = groupCommit();
   watchSyncs({ hold: true });
   const first = group.run(() => db.prepare('INSERT INTO t VALUES (1)').run());
   for (let i = 0; i < 3; i++) await tick();
   assert.equal(calls.length, 1, 'the first batch is waiting for its sync');
   const next = [2, 3, 4].map((n) => group.run(() => db.prepare('INSERT INTO t VALUES (?)').run(n)));
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal((db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n, 1, 'the next batch waits until the first is on the disk');
+  assert.equal(rowsIn(db), 1, 'the next batch waits until the first is on the disk');
   releaseSyncs();
   await first;
   await Promise.all(next);
-  assert.equal((db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n, 4);
+  assert.equal(rowsIn(db), 4);
   assert.equal(calls.length, 2, 'one sync for the three that waited together');
   await walSync.close();
   db.close();
 });
 
 test('a piece of a group commit that throws fails alone: the others in its batch commit', async () => {
-  const db = database();
-  const walSync = new WalSync(db);
-  const group = new GroupCommit(db, walSync);
+  const { db, walSync, group } = groupCommit();
   const insert = db.prepare('INSERT INTO t VALUES (?)');
   const runs = [
     group.run(() => insert.run(1)),
@@ -163,9 +164,7 @@ test('a piece of a group commit that throws fails alone: the others in its batch
 });
 
 test('a failed sync fails the callers of its batch: no answer for a commit that may not be on the disk', async () => {
-  const db = database();
-  const walSync = new WalSync(db);
-  const group = new GroupCommit(db, walSync);
+  const { db, walSync, group } = groupCommit();
   (fs as { fdatasync: unknown }).fdatasync = (_fd: number, done: (err: NodeJS.ErrnoException | null) => void): void => {
     done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
   };

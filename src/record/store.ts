@@ -5,6 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { Db } from './db';
 import type { MessageKey } from '../types';
+import { isoNow } from '../clock';
 import { WalSync } from './wal-sync';
 
 /** seen → parsed → fulfilled | ignored | refund | review; only the last four are final. */
@@ -98,17 +99,9 @@ export interface OrderRecord {
 /** new: first time; fulfilled-now: was in review, now fulfilled; duplicate: already fulfilled before. */
 export type CommitOutcome = 'new' | 'fulfilled-now' | 'still-review' | 'duplicate';
 
-let lastMs = 0;
-let lastIso = '';
-/** The time as stored (ISO 8601), made once per millisecond: a burst records many rows in the same one. */
-const now = (): string => {
-  const ms = Date.now();
-  if (ms !== lastMs) {
-    lastMs = ms;
-    lastIso = new Date(ms).toISOString();
-  }
-  return lastIso;
-};
+const now = isoNow;
+
+const serialsJson = (order: OrderRecord): string | null => (order.serials ? JSON.stringify(order.serials) : null);
 
 /** The state an order is recorded in: one whose serials went back in the vendor's answer is sent already. */
 const stateOf = (order: OrderRecord): OrderState => (order.state === 'fulfilled' && order.deliveredInAnswer ? 'sent' : order.state);
@@ -280,7 +273,7 @@ export class Store {
    */
   insertAnsweredOrder(order: OrderRecord): number | null {
     const orderId = this.insertOrder(order, now());
-    if (orderId !== null) this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
+    if (orderId !== null) this.orderEvent(orderId, order);
     return orderId;
   }
 
@@ -300,7 +293,7 @@ export class Store {
            fulfilled_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
         )
         .run(
-          order.productId, order.licenseName, order.serials ? JSON.stringify(order.serials) : null, state, order.reason, order.messageRow,
+          order.productId, order.licenseName, serialsJson(order), state, order.reason, order.messageRow,
           order.state === 'fulfilled' ? at : null, state === 'sent' ? at : null, at, existing.id,
         );
       orderId = existing.id;
@@ -310,13 +303,18 @@ export class Store {
       if (inserted === null) throw new Error(`order ${order.orderKey} appeared during its own transaction`);
       orderId = inserted;
     }
-    this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
+    this.orderEvent(orderId, order);
     if (order.state === 'fulfilled' && !order.deliveredInAnswer) {
       if (!order.mail) throw new Error('a fulfilled order needs its buyer mail');
       this.enqueue(order.mail, orderId, at);
     }
     if (order.state === 'fulfilled') return { orderId, outcome: existing ? 'fulfilled-now' : 'new' };
     return { orderId, outcome: existing ? 'still-review' : 'new' };
+  }
+
+  /** What happened to a recorded order: fulfilled or sent to review, and why or from where. */
+  private orderEvent(orderId: number, order: OrderRecord): void {
+    this.event(orderId, order.messageRow, order.state === 'fulfilled' ? 'fulfilled' : 'review', order.reason ?? order.source ?? null);
   }
 
   /** The order's row; null when one with its key exists. An order whose serials went back in an answer is sent already. */
@@ -333,7 +331,7 @@ export class Store {
       .get(
         order.orderKey, order.vendor, order.vendorOrderId, order.vendorProduct, order.productId, order.buyerName,
         order.buyerEmail, order.licenseName, order.quantity, order.price, order.currency, order.test ? 1 : 0,
-        order.serials ? JSON.stringify(order.serials) : null, state, order.reason, order.messageRow, at,
+        serialsJson(order), state, order.reason, order.messageRow, at,
         order.state === 'fulfilled' ? at : null, state === 'sent' ? at : null, at,
         order.sequence?.series ?? null, order.sequence?.number ?? null,
       ) as { id: number } | undefined;
