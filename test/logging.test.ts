@@ -88,6 +88,9 @@ async function soakChild(params: SoakParams): Promise<void> {
     log.info('order sent', { vendor: 'fastspring', orderId: `FS-${lines}`, uid: lines, outcome: 'sent' });
   };
   line();
+  // The first line reaches the file at the end of its turn and the file opens asynchronously; under
+  // faketime's fast clock 200 ms are 4 real ones: wait (by real attempts) until it is open.
+  for (let i = 0; i < 500 && fdsInto(params.dir) === 0; i++) await sleep(params.mode === 'date' ? 50 : 1);
   await sleep(200);
   const fdBefore = fdCount();
   const logFdsBefore = fdsInto(params.dir);
